@@ -1,0 +1,41 @@
+# Django Apparel lakehouse. `make run` runs the main job on the embedded default, `make test` runs every test.
+# Both install what they need: the venv at .venv/ (wheels cached by pip under ~/.cache/pip) and the JVM jars
+# (cached under ~/.cache/apparel/jars).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATASET ?=
+PYTEST_ARGS ?=
+
+.PHONY: setup run test unit seed status clean-lake help
+
+help:
+	@echo "make run    - seed the sample (or DATASET=dir) and run the pipeline on the embedded default"
+	@echo "make test   - run every test (unit, contract, integration; starts PostgreSQL itself)"
+	@echo "make setup  - create .venv and resolve the JVM jars"
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
+
+setup: $(STAMP)
+	@$(BIN)/apparel jars > /dev/null
+
+run: setup
+	$(BIN)/apparel run $(if $(DATASET),--dataset $(DATASET),)
+
+test: setup
+	bash scripts/test.sh $(PYTEST_ARGS)
+
+unit: setup
+	$(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)
+
+status: setup
+	$(BIN)/apparel status
+
+clean-lake:
+	rm -rf lakehouse var

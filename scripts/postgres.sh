@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# The project's PostgreSQL, from Debian's packages, on a free local port, with no Docker.
+#
+#   scripts/postgres.sh start    install if missing (needs root), init and start; prints the store URL
+#   scripts/postgres.sh url      prints the URL of the running server
+#   scripts/postgres.sh stop     stops it (the data directory stays)
+#   scripts/postgres.sh status
+#
+# Data, socket and log live in $APPAREL_PG_DIR (default .services/postgres, git-ignored). The port is
+# $APPAREL_PG_PORT, or a free one chosen at the first start and kept in $APPAREL_PG_DIR/port.
+# Authentication is `trust` on 127.0.0.1 only: a local development/test server. Point APPAREL_STORE_DB at a
+# real server (with a password) for anything else.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DIR=${APPAREL_PG_DIR:-$ROOT/.services/postgres}
+DATA=$DIR/data
+LOG=$DIR/postgres.log
+PG_VERSION=${APPAREL_PG_VERSION:-15}
+DB_USER=apparel
+DB_NAME=apparel
+
+say() { echo "[postgres] $*" >&2; }
+
+pg_bin() {
+  local bin=/usr/lib/postgresql/$PG_VERSION/bin
+  if [ ! -x "$bin/initdb" ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+      say "PostgreSQL $PG_VERSION is not installed; run: sudo apt-get install -y postgresql-$PG_VERSION"
+      exit 1
+    fi
+    say "installing postgresql-$PG_VERSION from Debian's packages"
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "postgresql-$PG_VERSION" >&2
+  fi
+  echo "$bin"
+}
+
+# run as the postgres user when we are root (PostgreSQL refuses to run as root)
+as_owner() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+port() {
+  if [ -n "${APPAREL_PG_PORT:-}" ]; then echo "$APPAREL_PG_PORT"; return; fi
+  if [ ! -s "$DIR/port" ]; then free_port > "$DIR/port"; fi
+  cat "$DIR/port"
+}
+
+url() { echo "postgresql://$DB_USER@127.0.0.1:$(port)/$DB_NAME"; }
+
+running() { [ -f "$DATA/postmaster.pid" ] && as_owner "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; }
+
+cmd=${1:-start}
+mkdir -p "$DIR"
+case "$cmd" in
+  start)
+    BIN=$(pg_bin)
+    if [ "$(id -u)" -eq 0 ]; then chown postgres "$DIR"; fi
+    if [ ! -f "$DATA/PG_VERSION" ]; then
+      say "initialising $DATA"
+      as_owner "$BIN/initdb" -D "$DATA" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null
+    fi
+    if running; then
+      say "already running on port $(port)"
+    else
+      P=$(port)
+      say "starting on 127.0.0.1:$P (log: $LOG)"
+      touch "$LOG"; if [ "$(id -u)" -eq 0 ]; then chown postgres "$LOG"; fi
+      as_owner "$BIN/pg_ctl" -D "$DATA" -l "$LOG" -w -t 60 start \
+        -o "-p $P -k $DIR -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50" >/dev/null
+    fi
+    P=$(port)
+    for _ in $(seq 1 60); do
+      if "$BIN/pg_isready" -q -h 127.0.0.1 -p "$P"; then break; fi
+      sleep 0.5
+    done
+    "$BIN/pg_isready" -q -h 127.0.0.1 -p "$P" || { say "not ready; see $LOG"; tail -20 "$LOG" >&2; exit 1; }
+    psql() { "$BIN/psql" -h 127.0.0.1 -p "$P" -U postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
+    if [ "$(psql -c "SELECT 1 FROM pg_roles WHERE rolname = '$DB_USER'")" != 1 ]; then
+      psql -c "CREATE ROLE $DB_USER LOGIN CREATEDB"
+    fi
+    if [ "$(psql -c "SELECT 1 FROM pg_database WHERE datname = '$DB_NAME'")" != 1 ]; then
+      psql -c "CREATE DATABASE $DB_NAME OWNER $DB_USER"
+    fi
+    url
+    ;;
+  url)
+    url
+    ;;
+  status)
+    BIN=$(pg_bin)
+    if running; then say "running: $(url)"; else say "stopped"; exit 3; fi
+    ;;
+  stop)
+    BIN=$(pg_bin)
+    if running; then as_owner "$BIN/pg_ctl" -D "$DATA" -m fast -w stop >/dev/null; say "stopped"; else say "not running"; fi
+    ;;
+  *)
+    echo "usage: $0 {start|stop|status|url}" >&2; exit 2
+    ;;
+esac

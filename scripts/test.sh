@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Every test: unit, contract and integration (real Spark + Delta, SQLite and the project's PostgreSQL,
+# which the tests start with scripts/postgres.sh). Extra arguments go to pytest. The exit code is pytest's:
+# a failure, or no test collected at all (5), fails the run.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+mkdir -p artifacts
+status=0
+.venv/bin/python -m pytest tests --junitxml=artifacts/junit.xml "$@" || status=$?
+# leave no server behind
+bash scripts/postgres.sh stop >/dev/null 2>&1 || true
+exit $status

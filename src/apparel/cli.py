@@ -1,0 +1,191 @@
+"""The ``apparel`` command line.
+
+    apparel seed [--dataset DIR | --scale N [--seed S]]   load the store database and the landing area
+    apparel run [--layers bronze,...] [--dataset DIR]     the main job (seeds the sample if the store is empty)
+    apparel query "SQL"                                   Spark SQL over the lakehouse tables (bronze.orders, ...)
+    apparel status                                        rows, Delta version and last batch of every table
+    apparel jars                                          resolve and print the cached JVM jars
+
+A failure exits non-zero with a one-line reason; ``--debug`` (or APPAREL_DEBUG=1) shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Callable
+
+from apparel.config import Settings, load_settings
+from apparel.errors import ApparelError
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _settings(args) -> Settings:
+    return load_settings(env=getattr(args, "env", None))
+
+
+def one_line_error(exc: BaseException) -> str:
+    """The first meaningful line of an error, including Spark/Java errors raised through py4j."""
+    if isinstance(exc, ApparelError):
+        return str(exc)
+    text = str(exc).strip()
+    java = getattr(exc, "java_exception", None)
+    if java is not None:
+        try:
+            text = str(java.toString())
+        except Exception:  # the JVM may be gone already
+            pass
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
+    return f"{type(exc).__name__}: {first}" if type(exc).__name__ not in first else first
+
+
+def run_job(body: Callable, env: str | None = None, app_name: str | None = None) -> int:
+    """Shared wrapper of the spark-submit entry points: settings, session, one-line errors."""
+    from apparel.spark import get_spark
+
+    try:
+        settings = load_settings(env=env)
+        spark = get_spark(settings, app_name=app_name)
+        body(spark, settings)
+        return 0
+    except Exception as exc:  # noqa: BLE001 - reported as one line, the log keeps the traceback
+        traceback.print_exc(file=sys.stderr)
+        print(f"error: {one_line_error(exc)}", file=sys.stderr)
+        return 1
+
+
+# --- commands -------------------------------------------------------------------------------------
+
+def cmd_seed(args) -> int:
+    from apparel.seed import seed_dataset, seed_generated
+
+    settings = _settings(args)
+    started = time.monotonic()
+    if args.dataset:
+        log(f"seeding {settings.store_db if 'sqlite' in settings.store_db else 'PostgreSQL'} from {args.dataset}")
+        report = seed_dataset(settings, Path(args.dataset), log=log)
+    else:
+        log(f"seeding the generated sample (scale {args.scale:g}, seed {args.seed})")
+        report = seed_generated(settings, scale=args.scale, seed=args.seed, log=log)
+    log(f"seeded {sum(report.rows.values()):,} rows in {len(report.rows)} tables "
+        f"from {report.source} in {time.monotonic() - started:.1f}s")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from apparel.pipeline import parse_layers, run_layers
+    from apparel.seed import is_seeded, seed_dataset, seed_generated
+    from apparel.spark import get_spark
+
+    settings = _settings(args)
+    layers = parse_layers(args.layers)
+    started = time.monotonic()
+    if args.dataset:
+        log(f"[seed] loading {args.dataset}")
+        seed_dataset(settings, Path(args.dataset), log=log)
+    elif "bronze" in layers and not is_seeded(settings):
+        log("[seed] the store database is empty: seeding the generated sample (scale 1)")
+        seed_generated(settings, log=log)
+    log(f"[spark] starting ({settings.spark['master']}); lakehouse {settings.lakehouse}")
+    spark = get_spark(settings)
+    summary = run_layers(spark, settings, layers, log=log)
+    log(f"done in {time.monotonic() - started:.1f}s: "
+        + "; ".join(f"{layer} {sum(v.values()):,} rows" for layer, v in summary.items() if isinstance(v, dict)))
+    return 0
+
+
+def cmd_query(args) -> int:
+    from apparel.query import run_query
+
+    settings = _settings(args)
+    pdf, truncated = run_query(settings, args.sql, limit=args.limit)
+    import pandas as pd
+
+    with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 200):
+        print(pdf.to_string(index=False) if len(pdf) else "(no rows)")
+    print(f"({len(pdf)} row{'s' if len(pdf) != 1 else ''}{', truncated' if truncated else ''})")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from apparel.pipeline import table_status
+    from apparel.spark import get_spark
+
+    settings = _settings(args)
+    spark = get_spark(settings)
+    rows = table_status(spark, settings)
+    print(f"lakehouse: {settings.lakehouse}")
+    print(f"{'table':<32} {'rows':>10} {'version':>8}  {'last batch':<24} updated")
+    for r in rows:
+        if r["rows"] is None:
+            print(f"{r['table']:<32} {'-':>10} {'-':>8}  {'(not created yet)':<24}")
+        else:
+            print(f"{r['table']:<32} {r['rows']:>10,} {r['version']:>8}  {str(r['last_batch'] or '-'):<24} {r['updated']}")
+    return 0
+
+
+def cmd_jars(args) -> int:
+    from apparel.jars import resolve
+
+    settings = _settings(args)
+    for jar in resolve(list(settings.jars["packages"]), settings.jars["cache_dir"], log=log):
+        print(jar)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="apparel", description="Django Apparel lakehouse")
+    parser.add_argument("--env", default=None, help="settings environment (conf/<env>.yaml; default local)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("seed", help="load a dataset (or the generated sample) into the store and landing area")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--dataset", help="folder with the 7 source files")
+    src.add_argument("--scale", type=float, default=1.0, help="generated sample size (1 = 7,000 orders)")
+    p.add_argument("--seed", type=int, default=7, help="generator seed")
+    p.set_defaults(func=cmd_seed)
+
+    p = sub.add_parser("run", help="run the pipeline (bronze -> silver -> gold)")
+    p.add_argument("--layers", help="comma-separated layers to run (default: all)")
+    p.add_argument("--dataset", help="seed this dataset folder first")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("query", help="Spark SQL over the lakehouse tables, e.g. \"SELECT count(*) FROM bronze.orders\"")
+    p.add_argument("sql")
+    p.add_argument("--limit", type=int, default=1000, help="most rows to print")
+    p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("status", help="rows, Delta version and last batch of every table")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("jars", help="resolve the JVM jars into the cache and print their paths")
+    p.set_defaults(func=cmd_jars)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = args.debug or os.environ.get("APPAREL_DEBUG") == "1"
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI's contract is a one-line reason
+        if debug:
+            traceback.print_exc()
+        print(f"error: {one_line_error(exc)}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

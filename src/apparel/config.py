@@ -1,0 +1,130 @@
+"""Settings: YAML files in ``conf/`` (``base.yaml`` then ``<env>.yaml``), overridden by ``APPAREL_*``
+environment variables.
+
+The environment is chosen by ``APPAREL_ENV`` (default ``local``). Relative paths in the files resolve
+against the project root, so a command gives the same result from any working directory.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from apparel.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+# environment variable -> dotted key in the settings tree
+ENV_OVERRIDES: dict[str, str] = {
+    "APPAREL_LAKEHOUSE": "lakehouse",
+    "APPAREL_LANDING": "landing",
+    "APPAREL_STORE_DB": "store_db",
+    "APPAREL_SPARK_MASTER": "spark.master",
+    "APPAREL_SPARK_DRIVER_MEMORY": "spark.driver_memory",
+    "APPAREL_JDBC_PARTITIONS": "jdbc.num_partitions",
+    "APPAREL_JARS_CACHE": "jars.cache_dir",
+}
+
+
+def _merge(base: dict, over: Mapping) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in (over or {}).items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def resolve_path(value: str, root: Path = PROJECT_ROOT) -> str:
+    """Return an absolute local path, or the URI unchanged when ``value`` has a scheme (s3a://...)."""
+    if "://" in value:
+        return value.rstrip("/")
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = root / path
+    return str(path.resolve())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved settings of one environment."""
+
+    env: str
+    lakehouse: str
+    landing: str
+    store_db: str
+    raw: dict = field(repr=False)
+
+    @property
+    def spark(self) -> dict:
+        return self.raw["spark"]
+
+    @property
+    def jdbc(self) -> dict:
+        return self.raw["jdbc"]
+
+    @property
+    def jars(self) -> dict:
+        return self.raw["jars"]
+
+    @property
+    def workbooks(self) -> dict:
+        return self.raw["workbooks"]
+
+
+def load_settings(env: str | None = None, conf_dir: Path | None = None,
+                  environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Load ``base.yaml`` + ``<env>.yaml`` from ``conf_dir``, then environment variables, then ``overrides``
+    (keyword arguments with dotted keys written with ``__``, e.g. ``spark__master="local[1]"``)."""
+    environ = os.environ if environ is None else environ
+    env = env or environ.get("APPAREL_ENV", "local")
+    conf_dir = conf_dir or Path(environ.get("APPAREL_CONF_DIR", PROJECT_ROOT / "conf"))
+    base_file = conf_dir / "base.yaml"
+    if not base_file.exists():
+        raise ConfigError(f"settings file not found: {base_file}")
+    tree = _read_yaml(base_file)
+    env_file = conf_dir / f"{env}.yaml"
+    if not env_file.exists():
+        known = sorted(p.stem for p in conf_dir.glob("*.yaml") if p.stem != "base")
+        raise ConfigError(f"unknown environment {env!r}: no {env_file} (known: {', '.join(known)})")
+    tree = _merge(tree, _read_yaml(env_file))
+    for var, dotted in ENV_OVERRIDES.items():
+        if environ.get(var):
+            _set_dotted(tree, dotted, environ[var])
+    for key, value in overrides.items():
+        _set_dotted(tree, key.replace("__", "."), value)
+
+    store_db = str(tree["store_db"])
+    if store_db.startswith("sqlite:///"):
+        store_db = "sqlite:///" + resolve_path(store_db[len("sqlite:///"):])
+    return Settings(
+        env=env,
+        lakehouse=resolve_path(str(tree["lakehouse"])),
+        landing=resolve_path(str(tree["landing"])),
+        store_db=store_db,
+        raw=tree,
+    )

@@ -1,0 +1,21 @@
+"""Errors the CLI reports as one line (``error: ...``) instead of a stack trace."""
+
+
+class ApparelError(Exception):
+    """Base class: a failure with a message meant for the user."""
+
+
+class ConfigError(ApparelError):
+    """Settings are missing or invalid."""
+
+
+class SourceError(ApparelError):
+    """A source file, workbook or the store database does not hold what the pipeline needs."""
+
+
+class SetupError(ApparelError):
+    """A prerequisite (Java, jars, a service) is missing."""
+
+
+class AccountingError(ApparelError):
+    """A run could not account for every row it read."""

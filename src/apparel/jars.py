@@ -1,0 +1,107 @@
+"""JVM jars from Maven Central, resolved once and cached outside the repository.
+
+The Maven coordinates in ``conf/base.yaml`` (``jars.packages``) are resolved with the Ivy jar that pyspark
+bundles, into ``<jars.cache_dir>/<hash of the coordinates and the pyspark version>/``. A later run reads
+the cached manifest and downloads nothing. Jars whose artifact pyspark already ships (Hadoop, Parquet,
+Jackson, log4j, ...) are left out: the Delta pom drags in duplicates of them (delta-io/delta#7415).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+from apparel.errors import SetupError
+
+# Provided by pyspark itself; never put a second copy on the classpath.
+PROVIDED_ORGS = ("org.apache.spark", "org.scala-lang", "org.apache.hadoop", "org.apache.parquet")
+_VERSION_SUFFIX = re.compile(r"-\d[^-]*(-[A-Za-z0-9]+)?$")
+
+
+def pyspark_jars_dir() -> Path:
+    import pyspark
+
+    return Path(pyspark.__file__).parent / "jars"
+
+
+def java_executable() -> str:
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and (Path(java_home) / "bin" / "java").exists():
+        return str(Path(java_home) / "bin" / "java")
+    found = shutil.which("java")
+    if not found:
+        raise SetupError("Java not found: install a JDK 17+ or set JAVA_HOME")
+    return found
+
+
+def artifact_name(jar: str) -> str:
+    """``jackson-core-2.13.5.jar`` -> ``jackson-core``."""
+    return _VERSION_SUFFIX.sub("", Path(jar).stem)
+
+
+def _ivy_xml(packages: list[str]) -> str:
+    deps = []
+    for coord in packages:
+        parts = coord.split(":")
+        if len(parts) != 3:
+            raise SetupError(f"jar coordinate {coord!r} is not group:artifact:version")
+        org, name, rev = (quoteattr(p) for p in parts)
+        deps.append(f'    <dependency org={org} name={name} rev={rev} conf="default->default"/>')
+    excludes = "\n".join(f'    <exclude org="{org}"/>' for org in PROVIDED_ORGS)
+    return (
+        '<ivy-module version="2.0">\n'
+        '  <info organisation="apparel" module="lakehouse-jars"/>\n'
+        '  <configurations><conf name="default"/></configurations>\n'
+        "  <dependencies>\n" + "\n".join(deps) + "\n" + excludes + "\n  </dependencies>\n</ivy-module>\n"
+    )
+
+
+def cache_key(packages: list[str]) -> str:
+    import pyspark
+
+    text = "\n".join(sorted(packages)) + f"\npyspark={pyspark.__version__}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def resolve(packages: list[str], cache_dir: str | Path, log=print) -> list[str]:
+    """Return absolute paths of the jars for ``packages``, resolving them on the first call."""
+    cache_root = Path(cache_dir).expanduser()
+    target = cache_root / cache_key(packages)
+    manifest = target / "manifest.txt"
+    if manifest.exists():
+        jars = [str(target / line) for line in manifest.read_text().split() if line]
+        if all(Path(j).exists() for j in jars):
+            return jars
+    ivy_jars = sorted(pyspark_jars_dir().glob("ivy-*.jar"))
+    if not ivy_jars:
+        raise SetupError(f"no Ivy jar in {pyspark_jars_dir()}: is pyspark installed?")
+    log(f"resolving {len(packages)} Maven package(s) into {target} (first run only)")
+    cache_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache_root, prefix=".resolve-") as tmp:
+        ivy_file = Path(tmp) / "ivy.xml"
+        ivy_file.write_text(_ivy_xml(packages))
+        retrieve = Path(tmp) / "jars"
+        cmd = [java_executable(), "-jar", str(ivy_jars[0]), "-ivy", str(ivy_file),
+               "-cache", str(cache_root / "ivy-cache"), "-confs", "default",
+               "-retrieve", f"{retrieve}/[artifact]-[revision](-[classifier]).[ext]"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0 or not retrieve.exists():
+            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+            raise SetupError(f"could not resolve jars {', '.join(packages)} from Maven Central:\n{tail}")
+        provided = {artifact_name(j.name) for j in pyspark_jars_dir().glob("*.jar")}
+        keep = sorted(j.name for j in retrieve.glob("*.jar") if artifact_name(j.name) not in provided)
+        (retrieve / "manifest.txt").write_text("\n".join(keep) + "\n")
+        for j in retrieve.glob("*.jar"):
+            if j.name not in keep:
+                j.unlink()
+        if target.exists():
+            shutil.rmtree(target)
+        retrieve.rename(target)
+    log(f"cached {len(keep)} jar(s): {', '.join(keep)}")
+    return [str(target / name) for name in keep]

@@ -1,0 +1,61 @@
+"""The one Spark session builder: Delta configured, jars from the cache, settings from ``conf/``.
+
+Every entry point (the CLI, the spark-submit jobs, the tests) builds its session here, so local runs,
+Airflow and CI share one configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from apparel.config import PROJECT_ROOT, Settings, resolve_path
+from apparel.jars import resolve
+
+DELTA_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+
+
+def session_conf(settings: Settings, jars: list[str]) -> dict[str, str]:
+    sp = settings.spark
+    conf = {
+        "spark.master": str(sp["master"]),
+        "spark.app.name": str(sp.get("app_name", "django-apparel")),
+        "spark.driver.memory": str(sp.get("driver_memory", "2g")),
+        "spark.sql.shuffle.partitions": str(sp.get("shuffle_partitions", 4)),
+        "spark.jars": ",".join(jars),
+        **DELTA_CONF,
+    }
+    conf.update({k: str(v) for k, v in (sp.get("conf") or {}).items()})
+    opts = conf.get("spark.driver.extraJavaOptions", "")
+    if "-Dlog4j2.configurationFile=conf/" in opts:  # the project's log4j2.properties, by absolute path
+        conf["spark.driver.extraJavaOptions"] = opts.replace(
+            "-Dlog4j2.configurationFile=conf/", f"-Dlog4j2.configurationFile=file:{PROJECT_ROOT}/conf/")
+    if "spark.sql.warehouse.dir" in conf:  # relative to the project root, not the working directory
+        conf["spark.sql.warehouse.dir"] = resolve_path(conf["spark.sql.warehouse.dir"])
+    return conf
+
+
+def get_spark(settings: Settings, app_name: str | None = None):
+    """Return the active session, or build one from ``settings``."""
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    # the workers must run the same Python as the driver (the project's venv)
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    jars = resolve(list(settings.jars["packages"]), settings.jars["cache_dir"],
+                   log=lambda m: print(f"[setup] {m}", file=sys.stderr))
+    builder = SparkSession.builder
+    for key, value in session_conf(settings, jars).items():
+        builder = builder.config(key, value)
+    if app_name:
+        builder = builder.appName(app_name)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(str(settings.spark.get("log_level", "ERROR")))
+    return spark

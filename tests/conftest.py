@@ -1,0 +1,69 @@
+"""Shared fixtures: one Spark session for the whole test run, per-test lakehouse/landing/store settings,
+the shared dataset, and the project's PostgreSQL (started with scripts/postgres.sh)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from apparel.config import PROJECT_ROOT, Settings, load_settings
+
+SHARED_DATASET = PROJECT_ROOT.parent / "shared" / "datasets" / "django_apparel"
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from apparel.spark import get_spark
+
+    session = get_spark(load_settings(env="ci"), app_name="apparel-tests")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_dataset() -> Path:
+    if not (SHARED_DATASET / "orders.csv").exists():
+        pytest.skip(f"the shared dataset is not at {SHARED_DATASET}")
+    return SHARED_DATASET
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """URL of the project's PostgreSQL server (the `apparel` database); started once per test run."""
+    script = PROJECT_ROOT / "scripts" / "postgres.sh"
+    proc = subprocess.run(["bash", str(script), "start"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"scripts/postgres.sh start failed:\n{proc.stderr}")
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def _fresh_postgres_db(server_url: str) -> str:
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return server_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture
+def make_settings(tmp_path, request):
+    """Build settings for an isolated lakehouse, landing area and store database under tmp_path."""
+
+    def _make(store: str = "sqlite", **overrides) -> Settings:
+        if store == "sqlite":
+            store_db = f"sqlite:///{tmp_path / 'store.db'}"
+        elif store == "postgres":
+            store_db = _fresh_postgres_db(request.getfixturevalue("postgres_server"))
+        else:
+            store_db = store
+        env = {k: v for k, v in os.environ.items() if not k.startswith("APPAREL_")}
+        env.update({"APPAREL_LAKEHOUSE": str(tmp_path / "lakehouse"), "APPAREL_LANDING": str(tmp_path / "landing"),
+                    "APPAREL_STORE_DB": store_db})
+        return load_settings(env="ci", environ=env, **overrides)
+
+    return _make
