@@ -7,11 +7,14 @@ or append), so a reader never sees a half-written table.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 
 from apparel.config import Settings
 from apparel.schemas import SOURCES
 
+T = TypeVar("T")
 LAYERS = ("bronze", "silver", "gold", "quarantine", "ops")
 
 
@@ -44,6 +47,35 @@ for _src in SOURCES.values():
     register(f"bronze.{_src.name}", f"one row per {_src.name} source row as extracted, per batch"
              if _src.incremental else f"one row per {_src.name} source row in the latest snapshot")
 register("ops.ingest_runs", "one row per bronze table per ingest batch")
+register("ops.dq_results", "one row per source table per silver run: the contract's row accounting")
+register("silver.dim_date", "one row per calendar day covering every order date, plus the unknown day (-1)")
+register("silver.dim_customer", "one row per customer version (SCD type 2), plus the unknown customer (-1)")
+register("silver.dim_product", "one row per product version (SCD type 2), plus the unknown product (-1)")
+register("silver.dim_location", "one row per city, plus the unknown city (-1)")
+register("silver.fct_order_lines", "one row per order line, keyed by (order_id, order_detail_id)")
+register("silver.fct_orders", "one row per order")
+for _src in SOURCES.values():
+    register(f"quarantine.{_src.name}", f"one row per rejected {_src.name} bronze row, with its reason")
+for _mart, _grain in [
+    ("dm_sales_monthly", "one row per month"),
+    ("dm_product_monthly", "one row per product_id x month"),
+    ("dm_product_ranking", "one row per product_id, over all time"),
+    ("dm_region_monthly", "one row per city x month"),
+    ("dm_category_gender_monthly", "one row per category x gender x month"),
+    ("dm_customer_rfm", "one row per customer"),
+    ("dm_customer_cohorts", "one row per cohort month x months since the first order"),
+    ("dm_basket_pairs", "one row per unordered pair of product styles bought in the same order"),
+]:
+    register(f"gold.{_mart}", _grain)
+
+
+def run_parallel(tasks: dict[str, Callable[[], T]], threads: int = 4) -> dict[str, T]:
+    """Run independent Spark actions from a thread pool; re-raise the first failure (in ``tasks`` order)."""
+    if threads <= 1 or len(tasks) <= 1:
+        return {name: task() for name, task in tasks.items()}
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="apparel-write") as pool:
+        futures = {name: pool.submit(task) for name, task in tasks.items()}
+        return {name: fut.result() for name, fut in futures.items()}
 
 
 class Catalog:
@@ -61,6 +93,14 @@ class Catalog:
 
         return DeltaTable.isDeltaTable(spark, self.path(name))
 
+    def is_empty(self, spark, name: str) -> bool:
+        """True when the table exists and holds no data file (read from the Delta log, no scan)."""
+        from delta.tables import DeltaTable
+
+        if not self.exists(spark, name):
+            return False
+        return DeltaTable.forPath(spark, self.path(name)).detail().collect()[0]["numFiles"] == 0
+
     def read(self, spark, name: str):
         return spark.read.format("delta").load(self.path(name))
 
@@ -75,6 +115,16 @@ class Catalog:
     def append(self, df, name: str) -> dict:
         df.write.format("delta").mode("append").save(self.path(name))
         return self.last_commit(df.sparkSession, name)
+
+    def overwrite_all(self, frames: dict[str, object], partition_by: dict[str, list[str]] | None = None,
+                      threads: int = 4) -> dict[str, dict]:
+        """Overwrite several tables, each in its own Delta commit, ``threads`` at a time.
+
+        A small Delta commit is mostly driver-side latency (log replay, a handful of tiny Spark jobs), so
+        concurrent commits to different tables finish several times sooner than one after another."""
+        partition_by = partition_by or {}
+        return run_parallel({name: (lambda n=name: self.overwrite(frames[n], n, partition_by.get(n)))
+                             for name in frames}, threads)
 
     def last_commit(self, spark, name: str) -> dict:
         """``{"version": int, "operation": str, "metrics": {...}, "timestamp": datetime}`` of the newest commit."""

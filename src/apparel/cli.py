@@ -23,8 +23,12 @@ from apparel.config import Settings, load_settings
 from apparel.errors import ApparelError
 
 
+_STARTED = time.monotonic()
+
+
 def log(msg: str) -> None:
-    print(msg, flush=True)
+    """Progress line, prefixed with the seconds since the command started."""
+    print(f"{time.monotonic() - _STARTED:6.1f}s {msg}", flush=True)
 
 
 def _settings(args) -> Settings:
@@ -97,7 +101,7 @@ def cmd_run(args) -> int:
     spark = get_spark(settings)
     summary = run_layers(spark, settings, layers, log=log)
     log(f"done in {time.monotonic() - started:.1f}s: "
-        + "; ".join(f"{layer} {sum(v.values()):,} rows" for layer, v in summary.items() if isinstance(v, dict)))
+        + "; ".join(f"{layer} {sum(summary[layer].values()):,} rows" for layer in layers))
     return 0
 
 

@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Callable
 
 from apparel.catalog import TABLES, Catalog
 from apparel.config import Settings
 
-LAYER_ORDER = ("bronze",)
+LAYER_ORDER = ("bronze", "silver", "gold")
 
 
-def _run_bronze(spark, settings: Settings, log) -> dict:
+def _run_bronze(spark, settings: Settings, log, run_date) -> dict:
     from apparel.jobs.bronze import BronzeIngest
 
     results = BronzeIngest(spark, settings, log=log).run()
     return {"bronze": {r.table: r.rows_written for r in results}}
 
 
-RUNNERS: dict[str, Callable] = {"bronze": _run_bronze}
+def _run_silver(spark, settings: Settings, log, run_date) -> dict:
+    from apparel.jobs.silver import SilverBuild
+
+    result = SilverBuild(spark, settings, run_date=run_date, log=log).run()
+    return {"silver": result.written, "contract": result.tables}
+
+
+def _run_gold(spark, settings: Settings, log, run_date) -> dict:
+    from apparel.jobs.gold import GoldBuild
+
+    return {"gold": GoldBuild(spark, settings, log=log).run()}
+
+
+RUNNERS: dict[str, Callable] = {"bronze": _run_bronze, "silver": _run_silver, "gold": _run_gold}
 
 
 def parse_layers(text: str | None) -> list[str]:
@@ -30,10 +44,11 @@ def parse_layers(text: str | None) -> list[str]:
     return [layer for layer in LAYER_ORDER if layer in wanted]
 
 
-def run_layers(spark, settings: Settings, layers: list[str], log=print) -> dict:
+def run_layers(spark, settings: Settings, layers: list[str], log=print, run_date: date | None = None) -> dict:
+    """Run ``layers`` in order in one Spark session; returns rows written per layer and the contract results."""
     summary: dict = {}
     for layer in layers:
-        summary.update(RUNNERS[layer](spark, settings, log))
+        summary.update(RUNNERS[layer](spark, settings, log, run_date))
     return summary
 
 

@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from uuid import uuid4
 
-from apparel.catalog import Catalog
+from apparel.catalog import Catalog, run_parallel
 from apparel.config import Settings
 from apparel.errors import AccountingError
 from apparel.schemas import EXCEL_TABLES, STORE_TABLES, SourceTable
@@ -202,30 +202,34 @@ class BronzeIngest:
                 f"commit wrote {written} (did the source change during the run? re-run to retry)")
         return result
 
+    def land_table(self, table: SourceTable, excel=None) -> IngestResult:
+        """Extract one table and land it in its own Delta commit."""
+        started = time.monotonic()
+        if table.origin == "excel":
+            df, expected, source = excel
+            res = self._land(table, df, expected, source, "snapshot", None, None, started)
+        elif table.incremental:
+            df, expected, before, after = self.extract_incremental(table)
+            res = self._land(table, df, expected, f"store_db.{table.name}", "incremental", before, after, started)
+        else:
+            expected = self.store.count(table.name)
+            res = self._land(table, self._jdbc(table), expected, f"store_db.{table.name}", "snapshot",
+                             None, None, started)
+        what = "rows (snapshot)" if res.mode == "snapshot" else "new rows"
+        hwm = (f", watermark {res.watermark_before or '-'} -> {res.watermark_after or '-'}"
+               if res.mode == "incremental" else "")
+        self.log(f"  {table.name:<19} {res.rows_written:>9,} {what}{hwm} ({res.seconds:.1f}s)")
+        return res
+
     def run(self, groups: list[str] | None = None) -> list[IngestResult]:
         groups = groups or list(GROUPS)
         tables = [t for g in groups for t in GROUPS[g]]
         self.log(f"[bronze] batch {self.batch_id}: {', '.join(t.name for t in tables)}")
         # read every workbook before writing anything: a bad workbook fails the run up front
         excel = {t.name: self.read_excel(t) for t in tables if t.origin == "excel"}
-        results = []
-        for table in tables:
-            started = time.monotonic()
-            if table.origin == "excel":
-                df, expected, source = excel[table.name]
-                res = self._land(table, df, expected, source, "snapshot", None, None, started)
-            elif table.incremental:
-                df, expected, before, after = self.extract_incremental(table)
-                res = self._land(table, df, expected, f"store_db.{table.name}", "incremental",
-                                 before, after, started)
-            else:
-                expected = self.store.count(table.name)
-                res = self._land(table, self._jdbc(table), expected, f"store_db.{table.name}",
-                                 "snapshot", None, None, started)
-            what = "rows (snapshot)" if res.mode == "snapshot" else "new rows"
-            hwm = f", watermark {res.watermark_before or '-'} -> {res.watermark_after or '-'}" if res.mode == "incremental" else ""
-            self.log(f"  {table.name:<19} {res.rows_written:>9,} {what}{hwm} ({res.seconds:.1f}s)")
-            results.append(res)
+        landed = run_parallel({t.name: (lambda t=t: self.land_table(t, excel.get(t.name))) for t in tables},
+                              int(self.settings.spark.get("write_threads", 4)))
+        results = [landed[t.name] for t in tables]
         self.record(results)
         return results
 

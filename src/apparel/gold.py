@@ -1,0 +1,180 @@
+"""Gold datamarts, as pure functions of the silver facts and dimensions.
+
+Money is whole rupiah (bigint); percentages are doubles from 0 to 100. "orders" counts distinct orders
+with at least one line in ``fct_order_lines``. Grains:
+
+- ``dm_sales_monthly``: one row per month.
+- ``dm_product_monthly``: one row per product_id x month.
+- ``dm_product_ranking``: one row per product_id, over all time.
+- ``dm_region_monthly``: one row per city x month.
+- ``dm_category_gender_monthly``: one row per category x gender x month.
+- ``dm_customer_rfm``: one row per customer.
+- ``dm_customer_cohorts``: one row per cohort month x months since the first order.
+- ``dm_basket_pairs``: one row per unordered pair of product styles bought in the same order.
+
+RFM segments (scores are quintiles 1-5, 5 best; the first rule that fits wins):
+Champions r>=4, f>=4, m>=4 | Loyal f>=4, r>=3 | At Risk r<=2, f>=3 | Potential r>=3 | Hibernating otherwise.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from apparel.silver import UNKNOWN
+
+RFM_SEGMENTS = [
+    ("Champions", "r_score >= 4 AND f_score >= 4 AND m_score >= 4"),
+    ("Loyal", "f_score >= 4 AND r_score >= 3"),
+    ("At Risk", "r_score <= 2 AND f_score >= 3"),
+    ("Potential", "r_score >= 3"),
+    ("Hibernating", "true"),
+]
+
+
+def _month(col: str = "order_date") -> Column:
+    return F.trunc(F.to_date(col), "month")
+
+
+def _sales(df: DataFrame) -> list[Column]:
+    return [F.countDistinct("order_id").alias("orders"), F.sum("qty").cast("bigint").alias("units"),
+            F.sum("line_revenue").cast("bigint").alias("revenue")]
+
+
+def current_products(dim_product: DataFrame) -> DataFrame:
+    """One row per product_id: its current version's labels."""
+    return dim_product.where("is_current AND product_key <> -1").select(
+        "product_id", "product_name", "product_type", "color", "size", "category_name")
+
+
+def dm_sales_monthly(lines: DataFrame) -> DataFrame:
+    m = lines.groupBy(_month().alias("month")).agg(
+        *_sales(lines), F.countDistinct("customer_id").alias("customers"))
+    prev = F.lag("revenue").over(Window.orderBy("month"))
+    return m.select(
+        "month", "orders", "customers", "units", "revenue",
+        F.round(F.col("revenue") / F.col("orders")).cast("bigint").alias("avg_order_value"),
+        F.when(prev.isNull() | (prev == 0), F.lit(None).cast("double"))
+         .otherwise((F.col("revenue") - prev) * 100.0 / prev).alias("revenue_mom_pct"),
+    )
+
+
+def _label_products(df: DataFrame, dim_product: DataFrame) -> DataFrame:
+    labels = current_products(dim_product)
+    out = df.join(F.broadcast(labels), "product_id", "left")
+    for c in ("product_name", "product_type", "color", "size", "category_name"):
+        out = out.withColumn(c, F.coalesce(F.col(c), F.lit(UNKNOWN)))
+    return out
+
+
+def dm_product_monthly(lines: DataFrame, dim_product: DataFrame) -> DataFrame:
+    m = lines.groupBy("product_id", _month().alias("month")).agg(*_sales(lines))
+    return _label_products(m, dim_product).select(
+        "product_id", "product_name", "product_type", "color", "size", "category_name", "month",
+        "orders", "units", "revenue")
+
+
+def dm_product_ranking(lines: DataFrame, dim_product: DataFrame) -> DataFrame:
+    p = lines.groupBy("product_id").agg(F.sum("qty").cast("bigint").alias("units"),
+                                        F.sum("line_revenue").cast("bigint").alias("revenue"))
+    total = F.sum("revenue").over(Window.partitionBy())
+    p = p.withColumn("revenue_share_pct", F.col("revenue") * 100.0 / total) \
+         .withColumn("revenue_rank", F.row_number().over(Window.orderBy(F.desc("revenue"), F.asc("product_id"))))
+    return _label_products(p, dim_product).select(
+        "product_id", "product_name", "size", "category_name", "units", "revenue", "revenue_share_pct",
+        "revenue_rank")
+
+
+def dm_region_monthly(lines: DataFrame, dim_location: DataFrame) -> DataFrame:
+    m = lines.groupBy("city_id", _month().alias("month")).agg(
+        *_sales(lines), F.countDistinct("customer_id").alias("customers"))
+    loc = dim_location.select("city_id", "city_name", "city_type", "province_id", "province_name")
+    return m.join(F.broadcast(loc), "city_id", "left").select(
+        "month", "province_id", "province_name", "city_id", "city_name", "city_type",
+        "orders", "customers", "units", "revenue")
+
+
+def dm_category_gender_monthly(lines: DataFrame, dim_product: DataFrame, dim_customer: DataFrame) -> DataFrame:
+    """Category and gender of the versions valid at the order (the facts' keys), unknown members included."""
+    prod = dim_product.select("product_key", "category_name")
+    cust = dim_customer.select("customer_key", "gender")
+    j = lines.join(F.broadcast(prod), "product_key", "left").join(F.broadcast(cust), "customer_key", "left")
+    j = j.withColumn("category_name", F.coalesce("category_name", F.lit(UNKNOWN))) \
+         .withColumn("gender", F.coalesce("gender", F.lit(UNKNOWN)))
+    return j.groupBy("category_name", "gender", _month().alias("month")).agg(
+        F.countDistinct("customer_id").alias("customers"), F.sum("qty").cast("bigint").alias("units"),
+        F.sum("line_revenue").cast("bigint").alias("revenue"))
+
+
+def dm_customer_rfm(lines: DataFrame, dim_customer: DataFrame) -> DataFrame:
+    per = lines.where(F.col("customer_id").isNotNull()).groupBy("customer_id").agg(
+        F.min(F.to_date("order_date")).alias("first_order_date"),
+        F.max(F.to_date("order_date")).alias("last_order_date"),
+        *_sales(lines))
+    ref = lines.agg(F.max(F.to_date("order_date")).alias("_ref"))
+    per = per.crossJoin(ref).withColumn("recency_days", F.datediff("_ref", "last_order_date")).drop("_ref")
+    # quintiles with deterministic tie-breaks: 5 is the best score
+    per = (per.withColumn("r_score", F.ntile(5).over(Window.orderBy(F.desc("recency_days"), "customer_id")))
+              .withColumn("f_score", F.ntile(5).over(Window.orderBy("orders", "customer_id")))
+              .withColumn("m_score", F.ntile(5).over(Window.orderBy("revenue", "customer_id"))))
+    segment = None
+    for name, cond in RFM_SEGMENTS:
+        segment = (F.when(F.expr(cond), name) if segment is None else segment.when(F.expr(cond), name))
+    names = dim_customer.where("is_current AND customer_key <> -1").select("customer_id", "full_name", "gender")
+    return per.join(F.broadcast(names), "customer_id", "left").select(
+        "customer_id", F.coalesce("full_name", F.lit(UNKNOWN)).alias("full_name"),
+        F.coalesce("gender", F.lit(UNKNOWN)).alias("gender"),
+        "first_order_date", "last_order_date", "orders", "units", "revenue", "recency_days",
+        "r_score", "f_score", "m_score", segment.alias("rfm_segment"))
+
+
+def dm_customer_cohorts(lines: DataFrame) -> DataFrame:
+    activity = lines.where(F.col("customer_id").isNotNull()).select("customer_id", _month().alias("month")).distinct()
+    first = activity.groupBy("customer_id").agg(F.min("month").alias("cohort_month"))
+    a = activity.join(first, "customer_id")
+    a = a.withColumn("months_since_first", F.months_between("month", "cohort_month").cast("int"))
+    sizes = first.groupBy("cohort_month").agg(F.count(F.lit(1)).alias("cohort_size"))
+    active = a.groupBy("cohort_month", "months_since_first").agg(
+        F.countDistinct("customer_id").alias("active_customers"))
+    return active.join(sizes, "cohort_month").select(
+        "cohort_month", "months_since_first", "cohort_size", "active_customers",
+        (F.col("active_customers") * 100.0 / F.col("cohort_size")).alias("retention_pct"),
+    )
+
+
+def dm_basket_pairs(lines: DataFrame, dim_product: DataFrame) -> DataFrame:
+    """Pairs of styles (product_name, ignoring size and category) bought in the same order. Lines of an
+    unknown product have no style and take part in no pair; they still count in "all orders"."""
+    styles = dim_product.where("product_key <> -1").select("product_key", F.col("product_name").alias("style"))
+    all_orders = lines.agg(F.countDistinct("order_id").cast("double").alias("_all"))
+    os_ = lines.join(F.broadcast(styles), "product_key", "inner").select("order_id", "style").distinct()
+    per_style = os_.groupBy("style").agg(F.count(F.lit(1)).alias("n"))
+    a, b = os_.alias("a"), os_.alias("b")
+    pairs = a.join(b, (F.col("a.order_id") == F.col("b.order_id")) & (F.col("a.style") < F.col("b.style"))) \
+             .groupBy(F.col("a.style").alias("style_a"), F.col("b.style").alias("style_b")) \
+             .agg(F.count(F.lit(1)).alias("orders_together"))
+    na = per_style.select(F.col("style").alias("style_a"), F.col("n").alias("orders_a"))
+    nb = per_style.select(F.col("style").alias("style_b"), F.col("n").alias("orders_b"))
+    p = pairs.join(na, "style_a").join(nb, "style_b").crossJoin(all_orders)
+    total = F.col("_all")
+    return p.select(
+        "style_a", "style_b", "orders_together",
+        (F.col("orders_together") / total).alias("support"),
+        (F.col("orders_together") / F.col("orders_a")).alias("confidence_a_to_b"),
+        (F.col("orders_together") / F.col("orders_b")).alias("confidence_b_to_a"),
+        ((F.col("orders_together") / F.col("orders_a")) / (F.col("orders_b") / total)).alias("lift"),
+    )
+
+
+def build_marts(lines: DataFrame, dim_product: DataFrame, dim_customer: DataFrame,
+                dim_location: DataFrame) -> dict[str, DataFrame]:
+    return {
+        "dm_sales_monthly": dm_sales_monthly(lines),
+        "dm_product_monthly": dm_product_monthly(lines, dim_product),
+        "dm_product_ranking": dm_product_ranking(lines, dim_product),
+        "dm_region_monthly": dm_region_monthly(lines, dim_location),
+        "dm_category_gender_monthly": dm_category_gender_monthly(lines, dim_product, dim_customer),
+        "dm_customer_rfm": dm_customer_rfm(lines, dim_customer),
+        "dm_customer_cohorts": dm_customer_cohorts(lines),
+        "dm_basket_pairs": dm_basket_pairs(lines, dim_product),
+    }

@@ -1,0 +1,203 @@
+"""Silver build: bronze -> the data contract -> dimensions and facts at ``<lakehouse>/silver/<table>``.
+
+Inputs: the 7 bronze tables (all batches of orders and order lines, the latest snapshot of the masters),
+and the current ``silver.dim_customer``/``silver.dim_product`` (their SCD2 history is carried forward).
+Outputs: ``dim_date``, ``dim_customer``, ``dim_product``, ``dim_location``, ``fct_order_lines``
+(partitioned by ``order_month``) and ``fct_orders`` (grains in :mod:`apparel.silver`), the rejected rows at
+``<lakehouse>/quarantine/<table>`` (the current set, replaced each run) and one accounting row per source
+table appended to ``ops.dq_results``. Every table is replaced in one Delta commit, so a run is idempotent
+and readers never see half a table. A run whose accounting does not balance fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from uuid import uuid4
+
+from apparel.catalog import Catalog, run_parallel
+from apparel.config import Settings
+from apparel.contract import (TableResult, classify, deduplicate, flag_missing_orders, quarantine_rows,
+                              reused_line_ids, valid_rows)
+from apparel.errors import AccountingError, SourceError
+from apparel.schemas import SOURCES
+from apparel.silver import (FCT_ORDER_LINES_COLUMNS, build_dim_date, build_dim_location, build_fct_order_lines,
+                            build_fct_orders, customer_attributes, product_attributes, resolve_orders,
+                            scd2_merge, with_unknown_member)
+
+# masters first: the orders need the customers and cities, the lines need the surviving orders
+CONTRACT_ORDER = ["provinces", "cities", "product_categories", "products", "customers", "orders", "order_details"]
+
+
+@dataclass
+class SilverResult:
+    run_id: str
+    tables: dict[str, TableResult] = field(default_factory=dict)
+    written: dict[str, int] = field(default_factory=dict)
+
+
+def _flag_counts(df, *flags: str) -> dict[str, int]:
+    """How many rows have each boolean flag set, in one pass."""
+    from pyspark.sql import functions as F
+
+    row = df.agg(*[F.sum(F.col(f).cast("int")).alias(f) for f in flags]).collect()[0]
+    return {f: int(row[f] or 0) for f in flags}
+
+
+class SilverBuild:
+    def __init__(self, spark, settings: Settings, run_date: date | None = None, log=print, run_id: str | None = None):
+        self.spark = spark
+        self.settings = settings
+        self.catalog = Catalog(settings)
+        self.run_date = run_date or datetime.now(timezone.utc).date()
+        self.log = log
+        self.threads = int(settings.spark.get("write_threads", 4))
+        self.run_id = run_id or f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid4().hex[:6]}"
+        self.result = SilverResult(self.run_id)
+
+    # contract -------------------------------------------------------------------------------------
+
+    def _bronze(self, table: str):
+        name = f"bronze.{table}"
+        if not self.catalog.exists(self.spark, name):
+            raise SourceError(f"{name} does not exist yet: run the bronze layer first (apparel run --layers bronze)")
+        return self.catalog.read(self.spark, name)
+
+    def apply_contract(self, table: str, valid_orders=None):
+        """Run the contract over one bronze table; return (valid rows, quarantined rows), both materialised."""
+        from pyspark.sql import functions as F
+
+        src = SOURCES[table]
+        bronze = self._bronze(table)
+        res = TableResult(table, rows_read=bronze.count())
+        classified = classify(deduplicate(bronze, src.column_names), src)
+        if valid_orders is not None:
+            classified = flag_missing_orders(classified, valid_orders)
+        classified = classified.localCheckpoint()
+        counts = classified.groupBy("_reason").agg(F.count(F.lit(1)).alias("n"),
+                                                   F.sum(F.col("_copies") - 1).alias("dups")).collect()
+        by_reason = {r["_reason"]: int(r["n"]) for r in counts}
+        res.rows_written = by_reason.pop(None, 0)
+        res.quarantined = dict(sorted(by_reason.items()))
+        # counted apart from rows_read, so the accounting identity is a real check
+        res.duplicates_removed = sum(int(r["dups"] or 0) for r in counts)
+        self.result.tables[table] = res
+        return valid_rows(classified, src), quarantine_rows(classified, src)
+
+    def warn(self, table: str, kind: str, count: int) -> None:
+        if count:
+            self.result.tables[table].warnings[kind] = self.result.tables[table].warnings.get(kind, 0) + count
+
+    def _current(self, name: str):
+        return self.catalog.read(self.spark, name) if self.catalog.exists(self.spark, name) else None
+
+    def run(self) -> SilverResult:
+        self.log(f"[silver] run {self.run_id} (effective date {self.run_date})")
+        valid, outputs = {}, {}
+        # the masters and the orders are independent: run their contracts concurrently; the lines need
+        # the surviving orders
+        first = run_parallel({t: (lambda t=t: self.apply_contract(t)) for t in CONTRACT_ORDER[:-1]}, self.threads)
+        first["order_details"] = self.apply_contract("order_details", first["orders"][0])
+        for table in CONTRACT_ORDER:
+            valid[table], outputs[f"quarantine.{table}"] = first[table]
+            r = self.result.tables[table]
+            self.log(f"  contract {table:<19} read {r.rows_read:>7,}  valid {r.rows_written:>7,}  "
+                     f"quarantined {r.rows_quarantined:>5,}  duplicates {r.duplicates_removed:>5,}")
+        # an empty quarantine that is stored empty already needs no new commit
+        for table, r in self.result.tables.items():
+            if r.rows_quarantined == 0 and self.catalog.is_empty(self.spark, f"quarantine.{table}"):
+                del outputs[f"quarantine.{table}"]
+
+        location = build_dim_location(valid["cities"], valid["provinces"]).localCheckpoint()
+        self.warn("cities", "orphan_province", _flag_counts(location, "_orphan_province")["_orphan_province"])
+        outputs["silver.dim_location"] = location.drop("_orphan_province")
+
+        products = product_attributes(valid["products"], valid["product_categories"]).localCheckpoint()
+        self.warn("products", "orphan_category", _flag_counts(products, "_orphan_category")["_orphan_category"])
+        dim_product = scd2_merge(self._current("silver.dim_product"), products.drop("_orphan_category"),
+                                 "product_id", "product_key",
+                                 ["product_name", "size", "price", "product_category_id", "category_name"],
+                                 self.run_date)
+        outputs["silver.dim_product"] = dim_product = with_unknown_member(dim_product, "product_key", {
+            "product_name": "Unknown", "product_type": "Unknown", "color": "Unknown", "size": "Unknown",
+            "category_name": "Unknown"}).localCheckpoint()
+
+        dim_customer = scd2_merge(self._current("silver.dim_customer"), customer_attributes(valid["customers"]),
+                                  "customer_id", "customer_key", ["first_name", "last_name", "gender"], self.run_date)
+        outputs["silver.dim_customer"] = dim_customer = with_unknown_member(dim_customer, "customer_key", {
+            "first_name": "Unknown", "last_name": "Unknown", "full_name": "Unknown", "gender": "Unknown"}
+        ).localCheckpoint()
+        outputs["silver.dim_date"] = build_dim_date(valid["orders"])
+
+        orders = resolve_orders(valid["orders"], dim_customer, location, valid["provinces"]).localCheckpoint()
+        for flag, n in _flag_counts(orders, "_orphan_customer", "_orphan_city", "_orphan_province").items():
+            self.warn("orders", flag[1:], n)
+        lines = reused_line_ids(valid["order_details"]).localCheckpoint()
+        self.warn("order_details", "reused_line_id", _flag_counts(lines, "_reused_line_id")["_reused_line_id"])
+        fct_lines = build_fct_order_lines(lines.drop("_reused_line_id"), orders, dim_product).localCheckpoint()
+        self.warn("order_details", "orphan_product", _flag_counts(fct_lines, "_orphan_product")["_orphan_product"])
+        outputs["silver.fct_order_lines"] = fct_lines.select(*FCT_ORDER_LINES_COLUMNS)
+        outputs["silver.fct_orders"] = build_fct_orders(orders, fct_lines)
+
+        # every table in its own atomic commit, several at a time
+        commits = self.catalog.overwrite_all(outputs, {"silver.fct_order_lines": ["order_month"]},
+                                             threads=self.threads)
+        stored = {name: int(c["metrics"].get("numOutputRows", 0)) for name, c in commits.items()}
+        self.result.written = {n: v for n, v in stored.items() if n.startswith("silver.")}
+        self.check(stored)
+        for name in sorted(self.result.written):
+            self.log(f"  {name:<28} {self.result.written[name]:>9,} rows")
+        for table, r in self.result.tables.items():
+            for kind, n in r.warnings.items():
+                self.log(f"  warning: {table}: {n:,} row(s) {kind}")
+        self.record()
+        return self.result
+
+    def check(self, stored: dict[str, int]) -> None:
+        """Every row read is written, quarantined or a removed duplicate: checked against what the Delta
+        commits stored, so a row lost or doubled by a join fails the run."""
+        problems = [f"{t}: read {r.rows_read} != written {r.rows_written} + quarantined {r.rows_quarantined}"
+                    f" + duplicates {r.duplicates_removed}" for t, r in self.result.tables.items() if not r.balanced]
+        expected = {f"quarantine.{t}": r.rows_quarantined for t, r in self.result.tables.items()}
+        expected["silver.fct_order_lines"] = self.result.tables["order_details"].rows_written
+        expected["silver.fct_orders"] = self.result.tables["orders"].rows_written
+        problems += [f"{name} stored {stored[name]} rows, expected {n}" for name, n in expected.items()
+                     if stored.get(name, 0) != n]
+        if problems:
+            raise AccountingError("row accounting does not balance: " + "; ".join(problems))
+
+    def record(self) -> None:
+        rows = [(self.run_id, datetime.now(timezone.utc).replace(tzinfo=None), self.run_date, t, r.rows_read,
+                 r.rows_written, r.rows_quarantined, r.duplicates_removed, r.quarantined, r.warnings)
+                for t, r in self.result.tables.items()]
+        schema = ("run_id STRING, run_at TIMESTAMP, run_date DATE, table STRING, rows_read BIGINT, "
+                  "rows_written BIGINT, rows_quarantined BIGINT, duplicates_removed BIGINT, "
+                  "quarantined_by_reason MAP<STRING, BIGINT>, warnings MAP<STRING, BIGINT>")
+        self.catalog.append(self.spark.createDataFrame(rows, schema), "ops.dq_results")
+
+
+def parse_run_date(text: str | None) -> date | None:
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text[:10])
+    except ValueError as exc:
+        raise SourceError(f"--run-date must be YYYY-MM-DD, got {text!r}") from exc
+
+
+def main(argv: list[str] | None = None) -> int:
+    """spark-submit entry point: ``silver_build.py [--run-date YYYY-MM-DD] [--env ENV]``."""
+    from apparel.cli import run_job
+
+    parser = argparse.ArgumentParser(prog="silver_build", description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default=None)
+    parser.add_argument("--run-date", default=None, help="logical date: the SCD2 effective date (default today)")
+    args = parser.parse_args(argv)
+    return run_job(lambda spark, settings: SilverBuild(spark, settings, parse_run_date(args.run_date)).run(),
+                   env=args.env, app_name="apparel-silver")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
