@@ -50,20 +50,22 @@ def _fresh_postgres_db(server_url: str) -> str:
     return server_url.rsplit("/", 1)[0] + f"/{name}"
 
 
+def settings_in(folder: Path, store_db: str | None = None, **overrides) -> Settings:
+    """Settings for an isolated lakehouse, landing area, reports and store database under ``folder``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APPAREL_")}
+    env.update({"APPAREL_LAKEHOUSE": str(folder / "lakehouse"), "APPAREL_LANDING": str(folder / "landing"),
+                "APPAREL_REPORTS": str(folder / "reports"),
+                "APPAREL_STORE_DB": store_db or f"sqlite:///{folder / 'store.db'}"})
+    return load_settings(env="ci", environ=env, **overrides)
+
+
 @pytest.fixture
 def make_settings(tmp_path, request):
-    """Build settings for an isolated lakehouse, landing area and store database under tmp_path."""
+    """Build settings under tmp_path; ``store`` is "sqlite", "postgres" (a fresh database) or a URL."""
 
     def _make(store: str = "sqlite", **overrides) -> Settings:
-        if store == "sqlite":
-            store_db = f"sqlite:///{tmp_path / 'store.db'}"
-        elif store == "postgres":
-            store_db = _fresh_postgres_db(request.getfixturevalue("postgres_server"))
-        else:
-            store_db = store
-        env = {k: v for k, v in os.environ.items() if not k.startswith("APPAREL_")}
-        env.update({"APPAREL_LAKEHOUSE": str(tmp_path / "lakehouse"), "APPAREL_LANDING": str(tmp_path / "landing"),
-                    "APPAREL_STORE_DB": store_db})
-        return load_settings(env="ci", environ=env, **overrides)
+        if store == "postgres":
+            store = _fresh_postgres_db(request.getfixturevalue("postgres_server"))
+        return settings_in(tmp_path, None if store == "sqlite" else store, **overrides)
 
     return _make

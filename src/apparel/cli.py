@@ -84,7 +84,8 @@ def cmd_seed(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from apparel.pipeline import parse_layers, run_layers
+    from apparel.jobs.silver import parse_run_date
+    from apparel.pipeline import parse_layers, run_layers, summary_lines
     from apparel.seed import is_seeded, seed_dataset, seed_generated
     from apparel.spark import get_spark
 
@@ -99,9 +100,18 @@ def cmd_run(args) -> int:
         seed_generated(settings, log=log)
     log(f"[spark] starting ({settings.spark['master']}); lakehouse {settings.lakehouse}")
     spark = get_spark(settings)
-    summary = run_layers(spark, settings, layers, log=log)
-    log(f"done in {time.monotonic() - started:.1f}s: "
-        + "; ".join(f"{layer} {sum(summary[layer].values()):,} rows" for layer in layers))
+    summary = run_layers(spark, settings, layers, log=log, run_date=parse_run_date(args.run_date))
+    log(f"done in {time.monotonic() - started:.1f}s")
+    for line in summary_lines(summary, layers):
+        print(f"  {line}")
+    if "gold" in layers:
+        from apparel.report import make_report
+
+        run_id = summary.get("silver_run_id") or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        path, lines = make_report(spark, settings, run_id, summary.get("silver_run_id"))
+        for line in lines:
+            print(f"  {line}")
+        print(f"report: {path}")
     return 0
 
 
@@ -160,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the pipeline (bronze -> silver -> gold)")
     p.add_argument("--layers", help="comma-separated layers to run (default: all)")
     p.add_argument("--dataset", help="seed this dataset folder first")
+    p.add_argument("--run-date", help="logical date (YYYY-MM-DD): the SCD2 effective date; default today (UTC)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("query", help="Spark SQL over the lakehouse tables, e.g. \"SELECT count(*) FROM bronze.orders\"")

@@ -24,6 +24,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "APPAREL_LAKEHOUSE": "lakehouse",
     "APPAREL_LANDING": "landing",
     "APPAREL_STORE_DB": "store_db",
+    "APPAREL_REPORTS": "reports",
     "APPAREL_SPARK_MASTER": "spark.master",
     "APPAREL_SPARK_DRIVER_MEMORY": "spark.driver_memory",
     "APPAREL_JDBC_PARTITIONS": "jdbc.num_partitions",
@@ -78,6 +79,11 @@ class Settings:
     landing: str
     store_db: str
     raw: dict = field(repr=False)
+
+    @property
+    def reports(self) -> str:
+        """Folder of the HTML run reports (local)."""
+        return resolve_path(str(self.raw.get("reports", "./var/reports")))
 
     @property
     def spark(self) -> dict:

@@ -22,7 +22,7 @@ def _run_silver(spark, settings: Settings, log, run_date) -> dict:
     from apparel.jobs.silver import SilverBuild
 
     result = SilverBuild(spark, settings, run_date=run_date, log=log).run()
-    return {"silver": result.written, "contract": result.tables}
+    return {"silver": result.written, "contract": result.tables, "silver_run_id": result.run_id}
 
 
 def _run_gold(spark, settings: Settings, log, run_date) -> dict:
@@ -50,6 +50,21 @@ def run_layers(spark, settings: Settings, layers: list[str], log=print, run_date
     for layer in layers:
         summary.update(RUNNERS[layer](spark, settings, log, run_date))
     return summary
+
+
+def summary_lines(summary: dict, layers: list[str]) -> list[str]:
+    """Rows per layer, then quarantine and warnings of the contract."""
+    lines = [f"{layer:<7} {sum(summary[layer].values()):>10,} rows written in {len(summary[layer])} tables"
+             for layer in layers if layer in summary]
+    tables = summary.get("contract") or {}
+    if tables:
+        quarantined = {t: r.quarantined for t, r in tables.items() if r.rows_quarantined}
+        warnings = {t: r.warnings for t, r in tables.items() if r.warnings}
+        lines.append(f"quarantine {sum(r.rows_quarantined for r in tables.values()):,} rows"
+                     + (": " + "; ".join(f"{t} {q}" for t, q in quarantined.items()) if quarantined else ""))
+        lines.append(f"duplicates removed {sum(r.duplicates_removed for r in tables.values()):,}")
+        lines.append("warnings " + ("; ".join(f"{t} {w}" for t, w in warnings.items()) if warnings else "none"))
+    return lines
 
 
 def table_status(spark, settings: Settings) -> list[dict]:

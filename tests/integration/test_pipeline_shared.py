@@ -1,0 +1,136 @@
+"""The whole pipeline on the shared dataset: facts and marts against an independent pandas model, then
+idempotence, new orders and an SCD2 change, each on the same lakehouse in order."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pandas as pd
+import pytest
+from pyspark.sql import functions as F
+
+import expected_model as em
+from apparel.catalog import Catalog
+from apparel.pipeline import run_layers
+from apparel.schemas import SOURCES
+from apparel.seed import seed_dataset
+from apparel.store import StoreDB
+from conftest import settings_in
+
+ALL = ["bronze", "silver", "gold"]
+SILVER_GOLD = [n for n in ["silver.dim_date", "silver.dim_customer", "silver.dim_product", "silver.dim_location",
+                           "silver.fct_order_lines", "silver.fct_orders"]] + [
+    f"gold.{m}" for m in ["dm_sales_monthly", "dm_product_monthly", "dm_product_ranking", "dm_region_monthly",
+                          "dm_category_gender_monthly", "dm_customer_rfm", "dm_customer_cohorts", "dm_basket_pairs"]]
+
+
+def quiet(_msg):
+    pass
+
+
+@pytest.fixture(scope="module")
+def lake(spark, shared_dataset, tmp_path_factory):
+    settings = settings_in(tmp_path_factory.mktemp("shared"))
+    seed_dataset(settings, shared_dataset, log=quiet)
+    summary = run_layers(spark, settings, ALL, log=quiet, run_date=date(2026, 1, 1))
+    src = em.read_sources(shared_dataset)
+    return {"settings": settings, "catalog": Catalog(settings), "summary": summary, "src": src,
+            "facts": em.fact_lines(src)}
+
+
+def test_fact_totals_match_the_source_files(spark, lake):
+    f = lake["facts"]
+    fct = lake["catalog"].read(spark, "silver.fct_order_lines")
+    got = fct.agg(F.count(F.lit(1)).alias("n"), F.sum("line_revenue").alias("rev"), F.sum("qty").alias("units"),
+                  F.countDistinct("order_id").alias("orders")).collect()[0]
+    expected = (len(f), int(f["revenue"].sum()), int(f["qty"].sum()), f["order_id"].nunique())
+    assert tuple(got) == expected == (18322, 4_929_880_000, 27611, 7000)
+    # every fact row resolves to a real customer and product version (no orphans in this dataset)
+    assert fct.where("customer_key = -1 OR product_key = -1 OR city_id = -1").count() == 0
+    assert fct.select("order_id", "order_detail_id").distinct().count() == 18322
+
+
+def test_contract_accounts_for_every_row(spark, lake):
+    dq = lake["catalog"].read(spark, "ops.dq_results").toPandas()
+    assert len(dq) == 7
+    assert (dq.rows_read == dq.rows_written + dq.rows_quarantined + dq.duplicates_removed).all()
+    by_table = dq.set_index("table")
+    assert by_table.loc["order_details", "rows_read"] == 18322
+    assert int(by_table["rows_quarantined"].sum()) == 0
+    # order_detail_id 28317 is used by orders 6999 and 7000: kept, and both rows flagged
+    reused = lake["src"]["order_details"].order_detail_id.duplicated(keep=False).sum()
+    assert dict(by_table.loc["order_details", "warnings"]) == {"reused_line_id": reused} == {"reused_line_id": 2}
+
+
+def test_sales_monthly(spark, lake):
+    expected = em.sales_monthly(lake["facts"])
+    assert len(expected) == 12
+    em.assert_same(lake["catalog"].read(spark, "gold.dm_sales_monthly"), expected, ["month"])
+
+
+def test_product_ranking(spark, lake):
+    em.assert_same(lake["catalog"].read(spark, "gold.dm_product_ranking"),
+                   em.product_ranking(lake["facts"], lake["src"]), ["product_id"])
+
+
+def test_region_monthly(spark, lake):
+    em.assert_same(lake["catalog"].read(spark, "gold.dm_region_monthly"),
+                   em.region_monthly(lake["facts"], lake["src"]), ["city_id", "month"])
+
+
+def test_basket_pairs(spark, lake):
+    expected = em.basket_pairs(lake["facts"], lake["src"])
+    assert len(expected) == 28  # 8 styles, every pair bought together at least once
+    em.assert_same(lake["catalog"].read(spark, "gold.dm_basket_pairs"), expected, ["style_a", "style_b"])
+
+
+def snapshot(spark, catalog) -> dict[str, pd.DataFrame]:
+    out = {}
+    for name in SILVER_GOLD:
+        pdf = catalog.read(spark, name).toPandas()
+        out[name] = pdf.sort_values(list(pdf.columns)).reset_index(drop=True)
+    return out
+
+
+def test_rerun_is_idempotent_then_new_orders_then_scd2(spark, lake, shared_dataset):
+    settings, catalog = lake["settings"], lake["catalog"]
+    before = snapshot(spark, catalog)
+    run_layers(spark, settings, ALL, log=quiet, run_date=date(2026, 1, 2))
+    after = snapshot(spark, catalog)
+    for name in SILVER_GOLD:
+        pd.testing.assert_frame_equal(after[name], before[name], obj=name)
+
+    # new orders arrive: the next run includes exactly them
+    db = StoreDB(settings.store_db)
+    new_orders = [(7001, datetime(2023, 1, 1), 5, 1, 1), (7002, datetime(2023, 1, 1), 6, 2, 12)]
+    new_lines = [(30001, 7001, 1, 2, 190000, 380000), (30002, 7001, 13, 1, 250000, 250000),
+                 (30003, 7002, 40, 3, 50000, 150000)]
+    db.insert_rows(SOURCES["orders"], new_orders)
+    db.insert_rows(SOURCES["order_details"], new_lines)
+    run_layers(spark, settings, ALL, log=quiet, run_date=date(2026, 1, 3))
+    fct = catalog.read(spark, "silver.fct_order_lines")
+    assert fct.count() == 18322 + 3
+    added = fct.where("order_id > 7000").select("order_id", "order_detail_id", "qty", "line_revenue").collect()
+    assert sorted(tuple(r) for r in added) == [(7001, 30001, 2, 380000), (7001, 30002, 1, 250000),
+                                                (7002, 30003, 3, 150000)]
+    jan = catalog.read(spark, "gold.dm_sales_monthly").where("month = DATE'2023-01-01'").collect()[0]
+    assert (jan["orders"], jan["units"], jan["revenue"]) == (2, 6, 780000)
+
+    # SCD2: customer 5 changes last name on 2026-02-01
+    old = catalog.read(spark, "silver.dim_customer").where("customer_id = 5").collect()
+    assert len(old) == 1 and old[0]["is_current"]
+    old_key = old[0]["customer_key"]
+    with db.connect() as conn:
+        conn.cursor().execute("UPDATE customers SET last_name = 'Renamed' WHERE customer_id = 5")
+    run_layers(spark, settings, ALL, log=quiet, run_date=date(2026, 2, 1))
+    versions = catalog.read(spark, "silver.dim_customer").where("customer_id = 5").orderBy("valid_from").collect()
+    assert [(v["customer_key"] == old_key, v["last_name"] == "Renamed", v["is_current"], str(v["valid_to"]))
+            for v in versions] == [(True, False, False, "2026-02-01"), (False, True, True, "9999-12-31")]
+    assert str(versions[1]["valid_from"]) == "2026-02-01"
+    assert versions[1]["customer_key"] > max(r["customer_key"] for r in
+                                             catalog.read(spark, "silver.dim_customer").where("customer_id <> 5").collect())
+    keys = catalog.read(spark, "silver.fct_order_lines").where("customer_id = 5").select("customer_key").distinct()
+    assert [r[0] for r in keys.collect()] == [old_key]  # earlier orders keep the old version's key
+    # surrogate keys of the other customers did not move
+    others = catalog.read(spark, "silver.dim_customer").where("customer_id <> 5 AND customer_key <> -1")
+    assert others.count() == 199 and others.where("NOT is_current").count() == 0
