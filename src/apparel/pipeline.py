@@ -7,6 +7,7 @@ from typing import Callable
 
 from apparel.catalog import TABLES, Catalog
 from apparel.config import Settings
+from apparel.errors import ConfigError
 
 LAYER_ORDER = ("bronze", "silver", "gold")
 
@@ -40,7 +41,7 @@ def parse_layers(text: str | None) -> list[str]:
     wanted = [p.strip() for p in text.split(",") if p.strip()]
     unknown = [w for w in wanted if w not in RUNNERS]
     if unknown:
-        raise ValueError(f"unknown layer(s) {', '.join(unknown)}; choose from {', '.join(LAYER_ORDER)}")
+        raise ConfigError(f"unknown layer(s) {', '.join(unknown)}; choose from {', '.join(LAYER_ORDER)}")
     return [layer for layer in LAYER_ORDER if layer in wanted]
 
 
