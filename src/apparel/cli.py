@@ -149,7 +149,8 @@ def cmd_jars(args) -> int:
     from apparel.jars import resolve
 
     settings = _settings(args)
-    for jar in resolve(list(settings.jars["packages"]), settings.jars["cache_dir"], log=log):
+    for jar in resolve(list(settings.jars["packages"]), settings.jars["cache_dir"],
+                       log=lambda m: print(m, file=sys.stderr, flush=True)):
         print(jar)
     return 0
 
