@@ -5,6 +5,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+export TZ=UTC  # the store's timestamps are naive; tests compare them as UTC
 mkdir -p artifacts
 status=0
 .venv/bin/python -m pytest tests --junitxml=artifacts/junit.xml "$@" || status=$?

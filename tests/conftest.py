@@ -12,7 +12,15 @@ import pytest
 
 from apparel.config import PROJECT_ROOT, Settings, load_settings
 
-SHARED_DATASET = PROJECT_ROOT.parent / "shared" / "datasets" / "django_apparel"
+def _shared_dataset() -> Path:
+    """The store's real dataset: $APPAREL_SHARED_DATASET, else ../shared/datasets/django_apparel beside the
+    checkout (where CI has it)."""
+    if os.environ.get("APPAREL_SHARED_DATASET"):
+        return Path(os.environ["APPAREL_SHARED_DATASET"])
+    return PROJECT_ROOT.parent / "shared" / "datasets" / "django_apparel"
+
+
+SHARED_DATASET = _shared_dataset()
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +35,7 @@ def spark():
 @pytest.fixture(scope="session")
 def shared_dataset() -> Path:
     if not (SHARED_DATASET / "orders.csv").exists():
-        pytest.skip(f"the shared dataset is not at {SHARED_DATASET}")
+        pytest.skip(f"the shared dataset is not at {SHARED_DATASET} (set APPAREL_SHARED_DATASET)")
     return SHARED_DATASET
 
 

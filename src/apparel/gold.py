@@ -50,7 +50,9 @@ def current_products(dim_product: DataFrame) -> DataFrame:
 def dm_sales_monthly(lines: DataFrame) -> DataFrame:
     m = lines.groupBy(_month().alias("month")).agg(
         *_sales(lines), F.countDistinct("customer_id").alias("customers"))
-    prev = F.lag("revenue").over(Window.orderBy("month"))
+    w = Window.orderBy("month")
+    # the previous calendar month; after a month without sales there is nothing to compare with
+    prev = F.when(F.lag("month").over(w) == F.add_months("month", -1), F.lag("revenue").over(w))
     return m.select(
         "month", "orders", "customers", "units", "revenue",
         F.round(F.col("revenue") / F.col("orders")).cast("bigint").alias("avg_order_value"),
@@ -78,7 +80,7 @@ def dm_product_ranking(lines: DataFrame, dim_product: DataFrame) -> DataFrame:
     p = lines.groupBy("product_id").agg(F.sum("qty").cast("bigint").alias("units"),
                                         F.sum("line_revenue").cast("bigint").alias("revenue"))
     total = F.sum("revenue").over(Window.partitionBy())
-    p = p.withColumn("revenue_share_pct", F.col("revenue") * 100.0 / total) \
+    p = p.withColumn("revenue_share_pct", F.when(total != 0, F.col("revenue") * 100.0 / total)) \
          .withColumn("revenue_rank", F.row_number().over(Window.orderBy(F.desc("revenue"), F.asc("product_id"))))
     return _label_products(p, dim_product).select(
         "product_id", "product_name", "size", "category_name", "units", "revenue", "revenue_share_pct",

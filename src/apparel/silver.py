@@ -56,7 +56,8 @@ def product_attributes(products: DataFrame, categories: DataFrame) -> DataFrame:
     return joined.select(
         "product_id", "product_name",
         F.split(name, " ", 2).getItem(0).alias("product_type"),
-        F.coalesce(F.split(name, " ", 2).getItem(1), F.lit("")).alias("color"),
+        # get() is null past the end (getItem raises under ANSI): a one-word name has no colour
+        F.coalesce(F.get(F.split(name, " ", 2), 1), F.lit("")).alias("color"),
         "size", "price", "product_category_id",
         F.coalesce(F.col("category_name"), F.lit(UNKNOWN)).alias("category_name"),
         (F.col("_cat_id").isNull() & F.col("product_category_id").isNotNull()).alias("_orphan_category"),
