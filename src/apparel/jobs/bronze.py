@@ -87,6 +87,10 @@ class IngestResult:
     seconds: float
 
 
+def _watermark_text(key: tuple[int, ...] | None) -> str | None:
+    return None if key is None else ",".join(str(v) for v in key)
+
+
 def new_batch_id(now: datetime) -> str:
     return f"{now:%Y%m%dT%H%M%SZ}-{uuid4().hex[:6]}"
 
@@ -129,50 +133,46 @@ class BronzeIngest:
         return tuple(int(v) for v in row[0]) if row else None
 
     def extract_incremental(self, table: SourceTable):
-        """New keyed rows above the watermark, plus null-key rows not yet landed."""
-        hwm = self._watermark(table)
-        where = above_watermark_sql(table.key, hwm)
+        """New keyed rows above the watermark, plus null-key rows not yet landed.
+
+        Returns (DataFrame or None, rows expected, watermark before, watermark after)."""
+        before = self._watermark(table)
+        where = above_watermark_sql(table.key, before)
         lo, hi, n_keyed = self.store.query(
             f"SELECT min({table.key[0]}), max({table.key[0]}), count(*) FROM {table.name} WHERE {where}")[0]
+        frames, expected, after = [], int(n_keyed), before
         if n_keyed:
             # cap the extraction at what was counted, so rows arriving meanwhile wait for the next run
             where = f"{where} AND {table.key[0]} <= {int(hi)}"
-        keyed = self._jdbc(table, where, (int(lo), int(hi)) if n_keyed else None) if n_keyed else None
-
-        n_null = self.store.query(f"SELECT count(*) FROM {table.name} WHERE {null_key_sql(table.key)}")[0][0]
-        frames, expected = [], int(n_keyed)
-        if keyed is not None:
-            frames.append(keyed)
-        if n_null:
-            nulls = self._jdbc(table, null_key_sql(table.key))
-            if self.catalog.exists(self.spark, f"bronze.{table.name}"):
-                landed = self.catalog.read(self.spark, f"bronze.{table.name}").where(null_key_sql(table.key))
-                nulls = new_rows_only(nulls, landed, table.column_names)
-            nulls = nulls.cache()
-            n_new_null = nulls.count()
-            expected += n_new_null
-            if n_new_null:
-                frames.append(nulls)
-            if n_null - n_new_null:
-                self.log(f"  {table.name}: {n_null - n_new_null} null-key row(s) already landed earlier")
+            frames.append(self._jdbc(table, where, (int(lo), int(hi))))
+            keys = ", ".join(table.key)
+            order = ", ".join(f"{k} DESC" for k in table.key)
+            after = tuple(int(v) for v in self.store.query(
+                f"SELECT {keys} FROM {table.name} WHERE {where} ORDER BY {order} LIMIT 1")[0])
+        nulls, n_new = self._new_null_key_rows(table)
+        if n_new:
+            frames.append(nulls)
+            expected += n_new
         df = None
         for f in frames:
             df = f if df is None else df.unionByName(f)
-        after = self._format_hwm(hi if n_keyed else None, table, hwm)
-        return df, expected, self._format_hwm_tuple(hwm), after
+        return df, expected, _watermark_text(before), _watermark_text(after)
 
-    def _format_hwm_tuple(self, hwm) -> str | None:
-        return None if hwm is None else ",".join(str(v) for v in hwm)
-
-    def _format_hwm(self, hi, table: SourceTable, before) -> str | None:
-        if hi is None:
-            return self._format_hwm_tuple(before)
-        if len(table.key) == 1:
-            return str(int(hi))
-        rest = self.store.query(
-            f"SELECT {', '.join(f'max({k})' for k in table.key[1:])} FROM {table.name} WHERE {table.key[0]} = ?",
-            (int(hi),))[0]
-        return ",".join(str(int(v)) for v in (hi, *rest))
+    def _new_null_key_rows(self, table: SourceTable):
+        """Source rows with a null key that bronze does not hold yet (they have no watermark position)."""
+        n_null = self.store.query(f"SELECT count(*) FROM {table.name} WHERE {null_key_sql(table.key)}")[0][0]
+        if not n_null:
+            return None, 0
+        nulls = self._jdbc(table, null_key_sql(table.key))
+        name = f"bronze.{table.name}"
+        if self.catalog.exists(self.spark, name):
+            landed = self.catalog.read(self.spark, name).where(null_key_sql(table.key))
+            nulls = new_rows_only(nulls, landed, table.column_names)
+        nulls = nulls.localCheckpoint()
+        n_new = nulls.count()
+        if n_null - n_new:
+            self.log(f"  {table.name}: {n_null - n_new} null-key row(s) already landed earlier")
+        return nulls, n_new
 
     def read_excel(self, table: SourceTable):
         spec = self.settings.workbooks[table.name]

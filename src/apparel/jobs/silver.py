@@ -86,9 +86,13 @@ class SilverBuild:
         self.result.tables[table] = res
         return valid_rows(classified, src), quarantine_rows(classified, src)
 
-    def warn(self, table: str, kind: str, count: int) -> None:
-        if count:
-            self.result.tables[table].warnings[kind] = self.result.tables[table].warnings.get(kind, 0) + count
+    def flag_warnings(self, table: str, df, *flags: str) -> None:
+        """Count the rows carrying each boolean flag (one pass) and record them as warnings of ``table``:
+        flag ``_orphan_city`` becomes warning ``orphan_city``."""
+        for flag, n in _flag_counts(df, *flags).items():
+            if n:
+                warnings = self.result.tables[table].warnings
+                warnings[flag.lstrip("_")] = warnings.get(flag.lstrip("_"), 0) + n
 
     def _current(self, name: str):
         return self.catalog.read(self.spark, name) if self.catalog.exists(self.spark, name) else None
@@ -111,11 +115,11 @@ class SilverBuild:
                 del outputs[f"quarantine.{table}"]
 
         location = build_dim_location(valid["cities"], valid["provinces"]).localCheckpoint()
-        self.warn("cities", "orphan_province", _flag_counts(location, "_orphan_province")["_orphan_province"])
+        self.flag_warnings("cities", location, "_orphan_province")
         outputs["silver.dim_location"] = location.drop("_orphan_province")
 
         products = product_attributes(valid["products"], valid["product_categories"]).localCheckpoint()
-        self.warn("products", "orphan_category", _flag_counts(products, "_orphan_category")["_orphan_category"])
+        self.flag_warnings("products", products, "_orphan_category")
         dim_product = scd2_merge(self._current("silver.dim_product"), products.drop("_orphan_category"),
                                  "product_id", "product_key",
                                  ["product_name", "size", "price", "product_category_id", "category_name"],
@@ -132,12 +136,11 @@ class SilverBuild:
         outputs["silver.dim_date"] = build_dim_date(valid["orders"])
 
         orders = resolve_orders(valid["orders"], dim_customer, location, valid["provinces"]).localCheckpoint()
-        for flag, n in _flag_counts(orders, "_orphan_customer", "_orphan_city", "_orphan_province").items():
-            self.warn("orders", flag[1:], n)
+        self.flag_warnings("orders", orders, "_orphan_customer", "_orphan_city", "_orphan_province")
         lines = reused_line_ids(valid["order_details"]).localCheckpoint()
-        self.warn("order_details", "reused_line_id", _flag_counts(lines, "_reused_line_id")["_reused_line_id"])
+        self.flag_warnings("order_details", lines, "_reused_line_id")
         fct_lines = build_fct_order_lines(lines.drop("_reused_line_id"), orders, dim_product).localCheckpoint()
-        self.warn("order_details", "orphan_product", _flag_counts(fct_lines, "_orphan_product")["_orphan_product"])
+        self.flag_warnings("order_details", fct_lines, "_orphan_product")
         outputs["silver.fct_order_lines"] = fct_lines.select(*FCT_ORDER_LINES_COLUMNS)
         outputs["silver.fct_orders"] = build_fct_orders(orders, fct_lines)
 
