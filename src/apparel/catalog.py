@@ -127,13 +127,16 @@ class Catalog:
                              for name in frames}, threads)
 
     def last_commit(self, spark, name: str) -> dict:
-        """``{"version": int, "operation": str, "metrics": {...}, "timestamp": datetime}`` of the newest commit."""
+        """``{"version", "operation", "metrics", "rows", "timestamp"}`` of the newest commit; ``rows`` is the
+        number of rows it wrote."""
         from delta.tables import DeltaTable
 
         row = DeltaTable.forPath(spark, self.path(name)).history(1).collect()[0]
+        metrics = dict(row["operationMetrics"] or {})
         return {
             "version": int(row["version"]),
             "operation": row["operation"],
-            "metrics": dict(row["operationMetrics"] or {}),
+            "metrics": metrics,
+            "rows": int(metrics.get("numOutputRows", 0)),
             "timestamp": row["timestamp"],
         }

@@ -26,7 +26,6 @@ from pyspark.sql import functions as F
 
 from apparel.schemas import SourceTable
 
-REASONS = ("null_key", "invalid_date", "invalid_amount", "amount_mismatch", "key_collision", "missing_order")
 MIN_VALID_DATE = "1970-01-01"
 MAX_VALID_DATE = "2100-01-01"  # exclusive
 

@@ -36,7 +36,7 @@ def _month(col: str = "order_date") -> Column:
     return F.trunc(F.to_date(col), "month")
 
 
-def _sales(df: DataFrame) -> list[Column]:
+def _sales() -> list[Column]:
     return [F.countDistinct("order_id").alias("orders"), F.sum("qty").cast("bigint").alias("units"),
             F.sum("line_revenue").cast("bigint").alias("revenue")]
 
@@ -49,7 +49,7 @@ def current_products(dim_product: DataFrame) -> DataFrame:
 
 def dm_sales_monthly(lines: DataFrame) -> DataFrame:
     m = lines.groupBy(_month().alias("month")).agg(
-        *_sales(lines), F.countDistinct("customer_id").alias("customers"))
+        *_sales(), F.countDistinct("customer_id").alias("customers"))
     w = Window.orderBy("month")
     # the previous calendar month; after a month without sales there is nothing to compare with
     prev = F.when(F.lag("month").over(w) == F.add_months("month", -1), F.lag("revenue").over(w))
@@ -70,7 +70,7 @@ def _label_products(df: DataFrame, dim_product: DataFrame) -> DataFrame:
 
 
 def dm_product_monthly(lines: DataFrame, dim_product: DataFrame) -> DataFrame:
-    m = lines.groupBy("product_id", _month().alias("month")).agg(*_sales(lines))
+    m = lines.groupBy("product_id", _month().alias("month")).agg(*_sales())
     return _label_products(m, dim_product).select(
         "product_id", "product_name", "product_type", "color", "size", "category_name", "month",
         "orders", "units", "revenue")
@@ -89,7 +89,7 @@ def dm_product_ranking(lines: DataFrame, dim_product: DataFrame) -> DataFrame:
 
 def dm_region_monthly(lines: DataFrame, dim_location: DataFrame) -> DataFrame:
     m = lines.groupBy("city_id", _month().alias("month")).agg(
-        *_sales(lines), F.countDistinct("customer_id").alias("customers"))
+        *_sales(), F.countDistinct("customer_id").alias("customers"))
     loc = dim_location.select("city_id", "city_name", "city_type", "province_id", "province_name")
     return m.join(F.broadcast(loc), "city_id", "left").select(
         "month", "province_id", "province_name", "city_id", "city_name", "city_type",
@@ -112,7 +112,7 @@ def dm_customer_rfm(lines: DataFrame, dim_customer: DataFrame) -> DataFrame:
     per = lines.where(F.col("customer_id").isNotNull()).groupBy("customer_id").agg(
         F.min(F.to_date("order_date")).alias("first_order_date"),
         F.max(F.to_date("order_date")).alias("last_order_date"),
-        *_sales(lines))
+        *_sales())
     ref = lines.agg(F.max(F.to_date("order_date")).alias("_ref"))
     per = per.crossJoin(ref).withColumn("recency_days", F.datediff("_ref", "last_order_date")).drop("_ref")
     # quintiles with deterministic tie-breaks: 5 is the best score

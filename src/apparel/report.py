@@ -1,4 +1,5 @@
-"""The run's summary (printed) and HTML report (written next to the lakehouse state, path printed).
+"""The run's summary (printed) and HTML report (written to ``APPAREL_REPORTS``, default ``var/reports``; the
+path is printed).
 
 The report holds bar charts of monthly revenue, top products, revenue by province and RFM segments, and the
 data-quality table of the run. Charts are inline SVG, so the file opens anywhere without network access.

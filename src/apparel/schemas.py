@@ -67,6 +67,3 @@ SOURCES: dict[str, SourceTable] = {
 
 STORE_TABLES = [t for t in SOURCES.values() if t.origin == "store"]
 EXCEL_TABLES = [t for t in SOURCES.values() if t.origin == "excel"]
-
-# Columns bronze adds to every table.
-BRONZE_METADATA = ("_ingested_at", "_source", "_batch_id")

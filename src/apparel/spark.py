@@ -18,6 +18,11 @@ DELTA_CONF = {
 }
 
 
+# settings that only take effect when the driver JVM starts
+LAUNCH_SETTINGS = {"spark.master", "spark.jars", "spark.driver.memory", "spark.driver.extraJavaOptions",
+                   "spark.executor.extraJavaOptions", "spark.app.name"}
+
+
 def session_conf(settings: Settings, jars: list[str]) -> dict[str, str]:
     sp = settings.spark
     conf = {
@@ -49,10 +54,15 @@ def get_spark(settings: Settings, app_name: str | None = None):
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    jars = resolve(list(settings.jars["packages"]), settings.jars["cache_dir"],
-                   log=lambda m: print(f"[setup] {m}", file=sys.stderr))
+    jars = [] if os.environ.get("PYSPARK_GATEWAY_PORT") else resolve(
+        list(settings.jars["packages"]), settings.jars["cache_dir"], log=lambda m: print(f"[setup] {m}", file=sys.stderr))
+    conf = session_conf(settings, jars)
+    if os.environ.get("PYSPARK_GATEWAY_PORT"):
+        # launched by spark-submit: the JVM is up, so its master, jars and JVM options came from the command
+        # line (--master, --jars, --driver-memory); setting them here would override or come too late
+        conf = {k: v for k, v in conf.items() if k not in LAUNCH_SETTINGS}
     builder = SparkSession.builder
-    for key, value in session_conf(settings, jars).items():
+    for key, value in conf.items():
         builder = builder.config(key, value)
     if app_name:
         builder = builder.appName(app_name)

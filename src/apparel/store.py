@@ -55,10 +55,6 @@ class StoreDB:
     def sqlite_path(self) -> Path:
         return Path(self.url[len("sqlite:///"):])
 
-    @property
-    def placeholder(self) -> str:
-        return "?" if self.kind == "sqlite" else "%s"
-
     @contextmanager
     def connect(self) -> Iterator[Any]:
         """A DB-API connection that commits on success and rolls back on error."""

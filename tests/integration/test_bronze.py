@@ -129,6 +129,11 @@ def test_null_key_rows_land_once(spark, make_settings, tmp_path):
     BronzeIngest(spark, settings, log=quiet).run(["store"])
     assert catalog.read(spark, "bronze.orders").where("order_id IS NULL").count() == 2
 
+    # a second row identical to one already landed is a new row too: copies are counted, not merged
+    db.insert_rows(SOURCES["orders"], [(None, datetime(2022, 1, 2), 6, 1, 1)])
+    BronzeIngest(spark, settings, log=quiet).run(["store"])
+    assert catalog.read(spark, "bronze.orders").where("order_id IS NULL").count() == 3
+
 
 def _write_workbook(path, sheet, header, rows, trailing_blank=0):
     wb = Workbook()

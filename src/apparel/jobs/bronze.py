@@ -66,9 +66,18 @@ def null_key_sql(key: tuple[str, ...]) -> str:
 
 
 def new_rows_only(candidates, landed, columns: list[str]):
-    """Rows of ``candidates`` with no equal row (null-safe, on ``columns``) in ``landed``."""
-    cond = [candidates[c].eqNullSafe(landed[c]) for c in columns]
-    return candidates.join(landed.select(*columns), cond, "left_anti")
+    """Rows of ``candidates`` not yet in ``landed``, comparing equal rows (null-safe, on ``columns``) by
+    multiplicity: with two identical rows landed, a third identical candidate is new."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    def numbered(df):
+        return df.select(*columns).withColumn("_copy", F.row_number().over(
+            Window.partitionBy(*columns).orderBy(*columns)))
+
+    cand, land = numbered(candidates), numbered(landed)
+    cond = [cand[c].eqNullSafe(land[c]) for c in columns] + [cand["_copy"] == land["_copy"]]
+    return cand.join(land, cond, "left_anti").drop("_copy")
 
 
 # --- the job ----------------------------------------------------------------------------------------
@@ -169,7 +178,7 @@ class BronzeIngest:
             landed = self.catalog.read(self.spark, name).where(null_key_sql(table.key))
             nulls = new_rows_only(nulls, landed, table.column_names)
         nulls = nulls.localCheckpoint()
-        n_new = nulls.count()
+        n_new = nulls.count()  # the new null-key rows are what the source holds for this extraction
         if n_null - n_new:
             self.log(f"  {table.name}: {n_null - n_new} null-key row(s) already landed earlier")
         return nulls, n_new
@@ -186,21 +195,27 @@ class BronzeIngest:
 
     def _land(self, table: SourceTable, df, expected: int, source: str, mode: str,
               before: str | None, after: str | None, started: float) -> IngestResult:
+        """Check the extraction against the source's count, then commit it: nothing is written for a table
+        whose rows do not add up."""
         name = f"bronze.{table.name}"
-        version, written = None, 0
-        if mode == "snapshot":
-            commit = self.catalog.overwrite(with_metadata(df, source, self.batch_id, self.now), name)
-            version, written = commit["version"], int(commit["metrics"].get("numOutputRows", 0))
-        elif df is not None and expected > 0:
-            commit = self.catalog.append(with_metadata(df, source, self.batch_id, self.now), name)
-            version, written = commit["version"], int(commit["metrics"].get("numOutputRows", 0))
-        result = IngestResult(self.batch_id, table.name, mode, source, expected, written, version,
-                              before, after, round(time.monotonic() - started, 2))
-        if written != expected:
+        extracted = 0
+        if df is not None:
+            df = df.localCheckpoint()  # one read of the source, counted and written as the same rows
+            extracted = df.count()
+        if extracted != expected:
             raise AccountingError(
-                f"bronze.{table.name}: the source held {expected} row(s) for this extraction but the Delta "
-                f"commit wrote {written} (did the source change during the run? re-run to retry)")
-        return result
+                f"bronze.{table.name}: the source held {expected} row(s) for this extraction but {extracted} were "
+                "read (did the source change during the run?); nothing was written for this table: re-run")
+        version, written = None, 0
+        if mode == "snapshot" or expected > 0:
+            land = self.catalog.overwrite if mode == "snapshot" else self.catalog.append
+            commit = land(with_metadata(df, source, self.batch_id, self.now), name)
+            version, written = commit["version"], commit["rows"]
+        if written != expected:
+            raise AccountingError(f"bronze.{table.name}: {expected} row(s) extracted but the Delta commit "
+                                  f"(version {version}) wrote {written}")
+        return IngestResult(self.batch_id, table.name, mode, source, expected, written, version,
+                            before, after, round(time.monotonic() - started, 2))
 
     def land_table(self, table: SourceTable, excel=None) -> IngestResult:
         """Extract one table and land it in its own Delta commit."""
@@ -251,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group", action="append", choices=sorted(GROUPS),
                         help="source group(s) to ingest (default: all)")
     parser.add_argument("--env", default=None)
-    parser.add_argument("--run-date", default=None, help="logical date of the run (YYYY-MM-DD)")
+    parser.add_argument("--run-date", default=None,
+                        help="logical date (YYYY-MM-DD); accepted like every job's, bronze does not depend on it")
     args = parser.parse_args(argv)
     return run_job(lambda spark, settings: BronzeIngest(spark, settings).run(args.group), env=args.env,
                    app_name="apparel-bronze")

@@ -33,7 +33,7 @@ class GoldBuild:
         self.log("[gold] building the datamarts")
         marts = {f"gold.{t}": df for t, df in build_marts(lines, dim_product, dim_customer, dim_location).items()}
         commits = self.catalog.overwrite_all(marts, threads=self.threads)
-        written = {name: int(c["metrics"].get("numOutputRows", 0)) for name, c in commits.items()}
+        written = {name: c["rows"] for name, c in commits.items()}
         for name, n in written.items():
             self.log(f"  {name:<33} {n:>7,} rows")
         return written
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="gold_build", description=__doc__.splitlines()[0])
     parser.add_argument("--env", default=None)
-    parser.add_argument("--run-date", default=None, help="logical date of the run (marts cover all history)")
+    parser.add_argument("--run-date", default=None, help="logical date; accepted like every job's, the marts cover all history")
     args = parser.parse_args(argv)
     return run_job(lambda spark, settings: GoldBuild(spark, settings).run(), env=args.env, app_name="apparel-gold")
 

@@ -142,12 +142,14 @@ class SilverBuild:
         fct_lines = build_fct_order_lines(lines.drop("_reused_line_id"), orders, dim_product).localCheckpoint()
         self.flag_warnings("order_details", fct_lines, "_orphan_product")
         outputs["silver.fct_order_lines"] = fct_lines.select(*FCT_ORDER_LINES_COLUMNS)
-        outputs["silver.fct_orders"] = build_fct_orders(orders, fct_lines)
+        outputs["silver.fct_orders"] = fct_orders = build_fct_orders(orders, fct_lines).localCheckpoint()
+        # the accounting must balance before anything is committed ...
+        self.check({"silver.fct_order_lines": fct_lines.count(), "silver.fct_orders": fct_orders.count()})
 
-        # every table in its own atomic commit, several at a time
+        # every table in its own atomic commit, several at a time; ... and the commits must hold those rows
         commits = self.catalog.overwrite_all(outputs, {"silver.fct_order_lines": ["order_month"]},
                                              threads=self.threads)
-        stored = {name: int(c["metrics"].get("numOutputRows", 0)) for name, c in commits.items()}
+        stored = {name: c["rows"] for name, c in commits.items()}
         self.result.written = {n: v for n, v in stored.items() if n.startswith("silver.")}
         self.check(stored)
         for name in sorted(self.result.written):
@@ -159,15 +161,16 @@ class SilverBuild:
         return self.result
 
     def check(self, stored: dict[str, int]) -> None:
-        """Every row read is written, quarantined or a removed duplicate: checked against what the Delta
-        commits stored, so a row lost or doubled by a join fails the run."""
+        """Every row read is written, quarantined or a removed duplicate, and ``stored`` (row counts of the
+        built tables, or of their Delta commits) holds exactly the rows that passed: a row lost or doubled
+        by a join fails the run."""
         problems = [f"{t}: read {r.rows_read} != written {r.rows_written} + quarantined {r.rows_quarantined}"
                     f" + duplicates {r.duplicates_removed}" for t, r in self.result.tables.items() if not r.balanced]
         expected = {f"quarantine.{t}": r.rows_quarantined for t, r in self.result.tables.items()}
         expected["silver.fct_order_lines"] = self.result.tables["order_details"].rows_written
         expected["silver.fct_orders"] = self.result.tables["orders"].rows_written
-        problems += [f"{name} stored {stored[name]} rows, expected {n}" for name, n in expected.items()
-                     if stored.get(name, 0) != n]
+        problems += [f"{name} holds {stored[name]} rows, expected {expected[name]}" for name in stored
+                     if name in expected and stored[name] != expected[name]]
         if problems:
             raise AccountingError("row accounting does not balance: " + "; ".join(problems))
 
