@@ -83,6 +83,8 @@ def build_dirty(folder):
                                    "price": 185000, "product_category_id": 77}])       # orphan_category (kept)
     lines = _append(lines, [ln(L + 12, H, pid=500, price=185000)])
 
+    cities = _append(src["cities"], [{"city_id": 9001, "city_names": "KOTA BARU", "province_id": 987654}])
+    cities.to_excel(folder / "cities.xlsx", sheet_name="Worksheet", index=False)  # orphan_province (kept)
     orders.to_csv(folder / "orders.csv", index=False)
     lines.astype({c: "Int64" for c in lines.columns}).to_csv(folder / "order_details.csv", index=False)
     customers.to_parquet(folder / "customers.parquet", index=False)
@@ -96,7 +98,8 @@ def build_dirty(folder):
     }
     duplicates = {"orders": 1, "order_details": 1, "customers": 1}
     warnings = {"orders": {"orphan_customer": 1, "orphan_city": 1}, "order_details": {
-        "orphan_product": 1, "reused_line_id": 2}, "products": {"orphan_category": 1}}
+        "orphan_product": 1, "reused_line_id": 2}, "products": {"orphan_category": 1},
+        "cities": {"orphan_province": 1}}
 
     # the rows that must survive, in pandas terms
     good_orders = orders.dropna(subset=["order_id"]).astype({"order_id": int})
@@ -106,7 +109,7 @@ def build_dirty(folder):
     bad_line_ids = {L + 2, L + 3, L + 4, L + 5, L + 6, L + 7, L + 8}
     good_lines = lines.dropna(subset=["order_detail_id"]).astype(int)
     good_lines = good_lines[~good_lines.order_detail_id.isin(bad_line_ids)].drop_duplicates()
-    survivors = dict(src, orders=good_orders, order_details=good_lines,
+    survivors = dict(src, cities=cities, orders=good_orders, order_details=good_lines,
                      customers=customers[customers.customer_id.notna() & (customers.customer_id != 900001)],
                      products=products)
     return quarantine, duplicates, warnings, survivors
@@ -153,6 +156,8 @@ def test_orphans_point_at_unknown_members(spark, dirty):
     assert fct.where("customer_id = 987654").select("customer_key").distinct().collect()[0][0] == -1
     assert fct.where("product_id = 987654").select("product_key").distinct().collect()[0][0] == -1
     assert fct.where("city_id = -1").count() == 1
+    baru = dirty["catalog"].read(spark, "silver.dim_location").where("city_id = 9001").collect()[0]
+    assert (baru["province_id"], baru["province_name"], baru["city_type"]) == (-1, "Unknown", "KOTA")
     green = dirty["catalog"].read(spark, "silver.dim_product").where("product_id = 500").collect()[0]
     assert green["category_name"] == "Unknown" and green["product_type"] == "Hoodie" and green["color"] == "Green"
     for dim, key in [("dim_customer", "customer_key"), ("dim_product", "product_key"), ("dim_location", "city_id"),
