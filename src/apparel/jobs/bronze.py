@@ -136,8 +136,7 @@ class BronzeIngest:
         name = f"bronze.{table.name}"
         if not self.catalog.exists(self.spark, name):
             return None
-        keyed = self.catalog.read(self.spark, name).where(
-            " AND ".join(f"{k} IS NOT NULL" for k in table.key))
+        keyed = self.catalog.read(self.spark, name).where(above_watermark_sql(table.key, None))
         row = keyed.orderBy(*[keyed[k].desc() for k in table.key]).select(*table.key).limit(1).collect()
         return tuple(int(v) for v in row[0]) if row else None
 

@@ -15,13 +15,13 @@ import argparse
 import sys
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from uuid import uuid4
 
 from apparel.catalog import Catalog, run_parallel
 from apparel.config import Settings
 from apparel.contract import (TableResult, classify, deduplicate, flag_missing_orders, quarantine_rows,
                               reused_line_ids, valid_rows)
 from apparel.errors import AccountingError, SourceError
+from apparel.jobs.bronze import new_batch_id
 from apparel.schemas import SOURCES
 from apparel.silver import (FCT_ORDER_LINES_COLUMNS, build_dim_date, build_dim_location, build_fct_order_lines,
                             build_fct_orders, customer_attributes, product_attributes, resolve_orders,
@@ -54,7 +54,7 @@ class SilverBuild:
         self.run_date = run_date or datetime.now(timezone.utc).date()
         self.log = log
         self.threads = int(settings.spark.get("write_threads", 4))
-        self.run_id = run_id or f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid4().hex[:6]}"
+        self.run_id = run_id or new_batch_id(datetime.now(timezone.utc))
         self.result = SilverResult(self.run_id)
 
     # contract -------------------------------------------------------------------------------------
