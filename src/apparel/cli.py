@@ -146,10 +146,10 @@ def cmd_status(args) -> int:
 
 
 def cmd_jars(args) -> int:
-    from apparel.jars import resolve
+    from apparel.jars import packages_for, resolve
 
     settings = _settings(args)
-    for jar in resolve(list(settings.jars["packages"]), settings.jars["cache_dir"],
+    for jar in resolve(packages_for(settings), settings.jars["cache_dir"],
                        log=lambda m: print(m, file=sys.stderr, flush=True)):
         print(jar)
     return 0

@@ -29,6 +29,15 @@ ENV_OVERRIDES: dict[str, str] = {
     "APPAREL_SPARK_DRIVER_MEMORY": "spark.driver_memory",
     "APPAREL_JDBC_PARTITIONS": "jdbc.num_partitions",
     "APPAREL_JARS_CACHE": "jars.cache_dir",
+    "APPAREL_S3_ENDPOINT": "s3.endpoint",
+    "APPAREL_S3_REGION": "s3.region",
+    "APPAREL_S3_PATH_STYLE": "s3.path_style",
+    "APPAREL_S3_ACCESS_KEY": "s3.access_key",
+    "APPAREL_S3_SECRET_KEY": "s3.secret_key",
+    "APPAREL_S3_CREDENTIALS_FILE": "s3.credentials_file",
+    "APPAREL_TRINO_URL": "trino.url",
+    "APPAREL_TRINO_USER": "trino.user",
+    "APPAREL_TRINO_METASTORE_DIR": "trino.metastore_dir",
 }
 
 
@@ -100,6 +109,28 @@ class Settings:
     @property
     def workbooks(self) -> dict:
         return self.raw["workbooks"]
+
+    @property
+    def s3(self) -> dict:
+        """Object store settings (endpoint, region, path_style as a bool, credentials_file resolved); the keys
+        are read by :func:`apparel.objectstore.credentials`."""
+        s3 = dict(self.raw.get("s3") or {})
+        s3["path_style"] = str(s3.get("path_style", True)).strip().lower() not in ("false", "0", "no", "off")
+        s3["credentials_file"] = resolve_path(str(s3.get("credentials_file") or "./.services/credentials.env"))
+        return s3
+
+    @property
+    def trino(self) -> dict:
+        return dict(self.raw.get("trino") or {})
+
+    @property
+    def on_s3(self) -> bool:
+        """True when the lakehouse lives in an object store (``s3a://bucket/prefix``)."""
+        return is_s3_uri(self.lakehouse)
+
+
+def is_s3_uri(value: str) -> bool:
+    return value.startswith(("s3a://", "s3://"))
 
 
 def load_settings(env: str | None = None, conf_dir: Path | None = None,

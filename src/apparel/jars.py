@@ -1,9 +1,14 @@
 """JVM jars from Maven Central, resolved once and cached outside the repository.
 
-The Maven coordinates in ``conf/base.yaml`` (``jars.packages``) are resolved with the Ivy jar that pyspark
-bundles, into ``<jars.cache_dir>/<hash of the coordinates and the pyspark version>/``. A later run reads
-the cached manifest and downloads nothing. Jars whose artifact pyspark already ships (Hadoop, Parquet,
-Jackson, log4j, ...) are left out: the Delta pom drags in duplicates of them (delta-io/delta#7415).
+The Maven coordinates in ``conf/base.yaml`` (``jars.packages``, plus ``jars.s3_packages`` when the lakehouse
+is on S3) are resolved with the Ivy jar that pyspark bundles, into
+``<jars.cache_dir>/<hash of the coordinates and the pyspark version>/``. A later run reads the cached manifest
+and downloads nothing.
+
+pyspark already ships Spark, Scala, Hadoop's client jars, Parquet, Jackson, log4j, ... and the Delta pom drags
+in second copies of them (delta-io/delta#7415). So a dependency from those organisations is resolved only
+when it is named in the list (``org.apache.hadoop:hadoop-aws``, which pyspark does not ship), never as a
+transitive one; and any resolved jar whose artifact pyspark already ships is dropped.
 """
 
 from __future__ import annotations
@@ -19,9 +24,17 @@ from xml.sax.saxutils import quoteattr
 
 from apparel.errors import SetupError
 
-# Provided by pyspark itself; never put a second copy on the classpath.
+# Provided by pyspark itself: never resolved as a transitive dependency.
 PROVIDED_ORGS = ("org.apache.spark", "org.scala-lang", "org.apache.hadoop", "org.apache.parquet")
 _VERSION_SUFFIX = re.compile(r"-\d[^-]*(-[A-Za-z0-9]+)?$")
+
+
+def packages_for(settings) -> list[str]:
+    """The coordinates a session needs: ``jars.packages``, plus ``jars.s3_packages`` (S3A) when the lakehouse is
+    on an object store or ``jars.s3_on_classpath`` is true."""
+    jars = settings.jars
+    with_s3 = settings.on_s3 or str(jars.get("s3_on_classpath", False)).lower() == "true"
+    return list(jars["packages"]) + (list(jars.get("s3_packages") or []) if with_s3 else [])
 
 
 def pyspark_jars_dir() -> Path:
@@ -52,13 +65,16 @@ def _ivy_xml(packages: list[str]) -> str:
         if len(parts) != 3:
             raise SetupError(f"jar coordinate {coord!r} is not group:artifact:version")
         org, name, rev = (quoteattr(p) for p in parts)
-        deps.append(f'    <dependency org={org} name={name} rev={rev} conf="default->default"/>')
-    excludes = "\n".join(f'    <exclude org="{org}"/>' for org in PROVIDED_ORGS)
+        # an exclude inside a dependency also matches the dependency itself, so a named coordinate from a
+        # provided organisation (hadoop-aws) keeps its own organisation; its Hadoop dependencies are all
+        # `provided` scope, which the default configuration does not resolve
+        excludes = "".join(f'<exclude org="{o}"/>' for o in PROVIDED_ORGS if o != parts[0])
+        deps.append(f'    <dependency org={org} name={name} rev={rev} conf="default->default">{excludes}</dependency>')
     return (
         '<ivy-module version="2.0">\n'
         '  <info organisation="apparel" module="lakehouse-jars"/>\n'
         '  <configurations><conf name="default"/></configurations>\n'
-        "  <dependencies>\n" + "\n".join(deps) + "\n" + excludes + "\n  </dependencies>\n</ivy-module>\n"
+        "  <dependencies>\n" + "\n".join(deps) + "\n  </dependencies>\n</ivy-module>\n"
     )
 
 

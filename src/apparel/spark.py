@@ -10,7 +10,7 @@ import os
 import sys
 
 from apparel.config import PROJECT_ROOT, Settings, resolve_path
-from apparel.jars import resolve
+from apparel.jars import packages_for, resolve
 
 DELTA_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -40,7 +40,21 @@ def session_conf(settings: Settings, jars: list[str]) -> dict[str, str]:
             "-Dlog4j2.configurationFile=conf/", f"-Dlog4j2.configurationFile=file:{PROJECT_ROOT}/conf/")
     if "spark.sql.warehouse.dir" in conf:  # relative to the project root, not the working directory
         conf["spark.sql.warehouse.dir"] = resolve_path(conf["spark.sql.warehouse.dir"])
+    if settings.on_s3:
+        from apparel.objectstore import s3a_conf
+
+        conf.update({f"spark.hadoop.{k}": v for k, v in s3a_conf(settings).items()})
     return conf
+
+
+def apply_s3a(spark, settings: Settings) -> None:
+    """Point a running session's S3A at ``settings``' store (a session outlives one lakehouse in tests)."""
+    if settings.on_s3:
+        from apparel.objectstore import s3a_conf
+
+        hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+        for key, value in s3a_conf(settings).items():
+            hadoop.set(key, value)
 
 
 def get_spark(settings: Settings, app_name: str | None = None):
@@ -49,13 +63,14 @@ def get_spark(settings: Settings, app_name: str | None = None):
 
     active = SparkSession.getActiveSession()
     if active is not None:
+        apply_s3a(active, settings)
         return active
     # the workers must run the same Python as the driver (the project's venv)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     jars = [] if os.environ.get("PYSPARK_GATEWAY_PORT") else resolve(
-        list(settings.jars["packages"]), settings.jars["cache_dir"], log=lambda m: print(f"[setup] {m}", file=sys.stderr))
+        packages_for(settings), settings.jars["cache_dir"], log=lambda m: print(f"[setup] {m}", file=sys.stderr))
     conf = session_conf(settings, jars)
     if os.environ.get("PYSPARK_GATEWAY_PORT"):
         # launched by spark-submit: the JVM is up, so its master, jars and JVM options came from the command
