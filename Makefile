@@ -9,12 +9,13 @@ STAMP := $(VENV)/.installed
 DATASET ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup run test unit seed status clean-lake help
+.PHONY: setup run test unit seed status clean-lake help services-up services-down services-status
 
 help:
 	@echo "make run    - seed the sample (or DATASET=dir) and run the pipeline on the embedded default"
 	@echo "make test   - run every test (unit, contract, integration; starts PostgreSQL itself)"
 	@echo "make setup  - create .venv and resolve the JVM jars"
+	@echo "make services-up / services-down - the object store (SeaweedFS) and Trino, natively, no Docker"
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,3 +40,14 @@ status: setup
 
 clean-lake:
 	rm -rf lakehouse var
+
+# The native object store (SeaweedFS) and Trino: installed into ~/.cache/apparel on first use, data and logs in
+# .services/. The scripts read the project's settings through the venv, hence `setup`.
+services-up: setup
+	bash scripts/services.sh up
+
+services-down:
+	bash scripts/services.sh down
+
+services-status:
+	bash scripts/services.sh status

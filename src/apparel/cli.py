@@ -3,6 +3,8 @@
     apparel seed [--dataset DIR | --scale N [--seed S]]   load the store database and the landing area
     apparel run [--layers bronze,...] [--dataset DIR]     the main job (seeds the sample if the store is empty)
     apparel query "SQL"                                   Spark SQL over the lakehouse tables (bronze.orders, ...)
+    apparel sql "SQL"                                     Trino SQL over the lakehouse (lakehouse.gold.dm_..., ...)
+    apparel register                                      register the s3a:// lakehouse's tables in Trino
     apparel status                                        rows, Delta version and last batch of every table
     apparel jars                                          resolve and print the cached JVM jars
 
@@ -104,6 +106,8 @@ def cmd_run(args) -> int:
     log(f"done in {time.monotonic() - started:.1f}s")
     for line in summary_lines(summary, layers):
         print(f"  {line}")
+    if settings.on_s3 and settings.trino.get("url"):
+        register_in_trino(settings)
     if "gold" in layers:
         from apparel.report import make_report
 
@@ -115,16 +119,43 @@ def cmd_run(args) -> int:
     return 0
 
 
-def cmd_query(args) -> int:
-    from apparel.query import run_query
+def register_in_trino(settings: Settings) -> None:
+    """After a run on an s3a:// lakehouse: make new tables visible to Trino, or say why they are not."""
+    from apparel.trino_catalog import reachable, register_tables
 
-    settings = _settings(args)
-    pdf, truncated = run_query(settings, args.sql, limit=args.limit)
+    if not reachable(settings):
+        log(f"[trino] not reachable at {settings.trino['url']}: tables not registered "
+            "(start it with `make services-up`, then `apparel register`)")
+        return
+    register_tables(settings, log=log)
+
+
+def print_frame(pdf, truncated: bool) -> None:
     import pandas as pd
 
     with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 200):
         print(pdf.to_string(index=False) if len(pdf) else "(no rows)")
     print(f"({len(pdf)} row{'s' if len(pdf) != 1 else ''}{', truncated' if truncated else ''})")
+
+
+def cmd_query(args) -> int:
+    from apparel.query import run_query
+
+    print_frame(*run_query(_settings(args), args.sql, limit=args.limit))
+    return 0
+
+
+def cmd_sql(args) -> int:
+    from apparel.trino_catalog import run_sql
+
+    print_frame(*run_sql(_settings(args), args.sql, limit=args.limit))
+    return 0
+
+
+def cmd_register(args) -> int:
+    from apparel.trino_catalog import register_tables
+
+    register_tables(_settings(args), log=log)
     return 0
 
 
@@ -178,6 +209,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sql")
     p.add_argument("--limit", type=int, default=1000, help="most rows to print")
     p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("sql", help="Trino SQL over the lakehouse, e.g. \"SELECT sum(revenue) FROM gold.dm_sales_monthly\"")
+    p.add_argument("sql")
+    p.add_argument("--limit", type=int, default=1000, help="most rows to print")
+    p.set_defaults(func=cmd_sql)
+
+    p = sub.add_parser("register", help="register the s3a:// lakehouse's Delta tables in Trino (idempotent)")
+    p.set_defaults(func=cmd_register)
 
     p = sub.add_parser("status", help="rows, Delta version and last batch of every table")
     p.set_defaults(func=cmd_status)

@@ -6,20 +6,25 @@ otherwise. Changing stores is a change of settings (endpoint, region, keys, path
 - The ``minio`` SDK is the admin client: it creates the project's buckets (:func:`ensure_buckets`) and checks
   the endpoint and the credentials before Spark starts, so a bad key fails in a second, naming the endpoint,
   with nothing written.
-- The landing area of the workbooks can be an ``s3a://`` folder too (:func:`put_landing`, :func:`fetch_landing`).
+- The landing area of the workbooks can be an ``s3a://`` prefix too (:func:`land_file`, :func:`landing_file`).
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import urlparse
 
 from apparel.config import Settings, is_s3_uri
-from apparel.errors import ConfigError, SetupError
+from apparel.errors import ConfigError, SetupError, SourceError
 
 # S3 error codes that mean "these credentials are not accepted here"
 AUTH_ERRORS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken", "ExpiredToken"}
+MISSING = {"NoSuchKey", "NoSuchBucket", "NoSuchObject"}
 
 
 @dataclass(frozen=True)
@@ -136,16 +141,28 @@ def ensure_buckets(settings: Settings, log=print) -> list[str]:
     return created
 
 
-# --- the landing area on S3 -------------------------------------------------------------------------------
+# --- the landing area: a local folder or an s3a:// prefix ------------------------------------------------
 
-def put_landing(settings: Settings, name: str, source: Path) -> str:
-    """Upload ``source`` as ``<landing>/<name>``; returns its URI. One PUT: readers see the old or the new file."""
+def land_file(settings: Settings, name: str, source: Path) -> str:
+    """Put ``source`` into the landing area as ``name`` (a copy, or one PUT: readers see the old or the new
+    file); returns where it went."""
+    if not is_s3_uri(settings.landing):
+        target = Path(settings.landing) / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        return str(target)
     loc = S3Location.parse(settings.landing).child(name)
-    client(settings).fput_object(loc.bucket, loc.key, str(source))
+    try:
+        client(settings).fput_object(loc.bucket, loc.key, str(source))
+    except Exception as exc:  # noqa: BLE001
+        raise _bucket_error(settings, exc, loc.bucket) from exc
     return loc.uri()
 
 
-def landing_exists(settings: Settings, name: str) -> bool:
+def landed(settings: Settings, name: str) -> bool:
+    """Whether ``name`` is in the landing area."""
+    if not is_s3_uri(settings.landing):
+        return (Path(settings.landing) / name).exists()
     from minio.error import S3Error
 
     loc = S3Location.parse(settings.landing).child(name)
@@ -153,26 +170,29 @@ def landing_exists(settings: Settings, name: str) -> bool:
         client(settings).stat_object(loc.bucket, loc.key)
         return True
     except S3Error as exc:
-        if exc.code in ("NoSuchKey", "NoSuchBucket", "NoSuchObject"):
+        if exc.code in MISSING:
             return False
         raise _bucket_error(settings, exc, loc.bucket) from exc
 
 
-def fetch_landing(settings: Settings, name: str, folder: Path) -> Path:
-    """Download ``<landing>/<name>`` into ``folder`` (same file name); missing is a clear error."""
+@contextmanager
+def landing_file(settings: Settings, name: str) -> Iterator[Path]:
+    """A local path to ``<landing>/name``: the file itself, or a temporary download of the object."""
+    if not is_s3_uri(settings.landing):
+        yield Path(settings.landing) / name
+        return
     from minio.error import S3Error
 
-    from apparel.errors import SourceError
-
     loc = S3Location.parse(settings.landing).child(name)
-    target = Path(folder) / name
-    try:
-        client(settings).fget_object(loc.bucket, loc.key, str(target))
-    except S3Error as exc:
-        if exc.code in ("NoSuchKey", "NoSuchBucket", "NoSuchObject"):
-            raise SourceError(f"workbook not found: {loc.uri()}") from exc
-        raise _bucket_error(settings, exc, loc.bucket) from exc
-    return target
+    with tempfile.TemporaryDirectory(prefix="apparel-landing-") as tmp:
+        target = Path(tmp) / Path(name).name
+        try:
+            client(settings).fget_object(loc.bucket, loc.key, str(target))
+        except S3Error as exc:
+            if exc.code in MISSING:
+                raise SourceError(f"workbook not found: {loc.uri()}") from exc
+            raise _bucket_error(settings, exc, loc.bucket) from exc
+        yield target
 
 
 def delta_tables(settings: Settings, names: list[str], paths: dict[str, str]) -> list[str]:

@@ -7,13 +7,13 @@ the previous ones. Every row is loaded as it is; the report says what was loaded
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from apparel.config import Settings
 from apparel.errors import SourceError
+from apparel.objectstore import ensure_buckets, land_file, landed
 from apparel.schemas import EXCEL_TABLES, STORE_TABLES
 from apparel.sources import frame_rows, read_dataset_file
 from apparel.store import StoreDB
@@ -40,11 +40,10 @@ def seed_dataset(settings: Settings, folder: Path, log=print, source: str | None
         report.rows[table.name] = store.replace_rows(table, frame_rows(result.frame))
         report.warnings += result.warnings
         log(f"  store_db.{table.name:<19} {report.rows[table.name]:>9,} rows")
-    landing = Path(settings.landing)
-    landing.mkdir(parents=True, exist_ok=True)
+    ensure_buckets(settings, log=log)
     for table in EXCEL_TABLES:
         spec = settings.workbooks[table.name]
-        shutil.copyfile(folder / table.file, landing / spec["file"])
+        land_file(settings, spec["file"], folder / table.file)
         report.rows[table.name] = len(workbooks[table.name].frame)
         report.warnings += workbooks[table.name].warnings
         log(f"  landing/{spec['file']:<20} {report.rows[table.name]:>9,} rows")
@@ -65,6 +64,6 @@ def is_seeded(settings: Settings) -> bool:
     store = StoreDB(settings.store_db)
     try:
         return all(store.table_exists(t.name) for t in STORE_TABLES) and all(
-            (Path(settings.landing) / settings.workbooks[t.name]["file"]).exists() for t in EXCEL_TABLES)
+            landed(settings, settings.workbooks[t.name]["file"]) for t in EXCEL_TABLES)
     except SourceError:
         return False

@@ -61,6 +61,11 @@ def get_spark(settings: Settings, app_name: str | None = None):
     """Return the active session, or build one from ``settings``."""
     from pyspark.sql import SparkSession
 
+    if settings.on_s3:
+        # before the JVM: a wrong endpoint or key fails in a second, naming the endpoint, with nothing written
+        from apparel.objectstore import ensure_buckets
+
+        ensure_buckets(settings, log=lambda m: print(m, file=sys.stderr))
     active = SparkSession.getActiveSession()
     if active is not None:
         apply_s3a(active, settings)

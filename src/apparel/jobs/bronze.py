@@ -25,12 +25,12 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from uuid import uuid4
 
 from apparel.catalog import Catalog, run_parallel
 from apparel.config import Settings
 from apparel.errors import AccountingError
+from apparel.objectstore import landing_file
 from apparel.schemas import EXCEL_TABLES, STORE_TABLES, SourceTable
 from apparel.sources import frame_rows, read_workbook
 from apparel.store import StoreDB
@@ -184,7 +184,8 @@ class BronzeIngest:
 
     def read_excel(self, table: SourceTable):
         spec = self.settings.workbooks[table.name]
-        result = read_workbook(Path(self.settings.landing) / spec["file"], spec["sheet"], table)
+        with landing_file(self.settings, spec["file"]) as path:
+            result = read_workbook(path, spec["sheet"], table)
         for w in result.warnings:
             self.log(f"  warning: {w}")
         df = self.spark.createDataFrame(frame_rows(result.frame), table.spark_ddl())

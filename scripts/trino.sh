@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# The project's Trino (SQL over the lakehouse), natively, with no Docker: one node, coordinator and worker.
+#
+#   scripts/trino.sh start    install if missing, configure, start, wait until /v1/info says it has started
+#   scripts/trino.sh stop
+#   scripts/trino.sh status
+#
+# trino-server 476 comes from Maven Central (checked against the SHA-256 below) and is unpacked into
+# ~/.cache/apparel/trino/<version>/ with only the launcher, the core and the Delta Lake plugin (the tarball's
+# other ~50 plugins would only slow the start). Trino 476 needs Java 24+: $APPAREL_TRINO_JAVA_HOME, else the
+# newest JDK 24+ under /usr/lib/jvm. It listens on the port of APPAREL_TRINO_URL (default 8090). Settings:
+# conf/trino/ (copied into .services/trino/etc at each start, node.properties generated); data and logs:
+# .services/trino/. The catalog reads the object store's settings and keys from the environment.
+set -euo pipefail
+NAME=trino
+. "$(dirname "${BASH_SOURCE[0]}")/services-lib.sh"
+
+VERSION=476
+SHA256=cfd5accde17e8ebd251eeeb78aed1f490e77bb3a164d95a0f454bf8a7c1cbd3f
+URL=https://repo1.maven.org/maven2/io/trino/trino-server/$VERSION/trino-server-$VERSION.tar.gz
+INSTALL=$CACHE_ROOT/trino/$VERSION
+HOME_T=$INSTALL/trino-server-$VERSION
+DIR=$SERVICES_DIR/trino
+LOGS=$DIR/logs
+
+install_trino() {
+  [ -x "$HOME_T/bin/launcher" ] && return
+  mkdir -p "$INSTALL"
+  local tarball=$INSTALL/trino-server-$VERSION.tar.gz
+  if ! echo "$SHA256  $tarball" | sha256sum -c --status 2>/dev/null; then
+    echo "[$NAME] downloading trino-server $VERSION from Maven Central (821 MB, once)" >&2
+    curl -fSL --retry 3 -C - -o "$tarball.part" "$URL" 2>&1 | tail -1 >&2 || curl -fSL --retry 3 -o "$tarball.part" "$URL"
+    echo "$SHA256  $tarball.part" | sha256sum -c --status || { echo "[$NAME] checksum mismatch: $tarball.part" >&2; rm -f "$tarball.part"; exit 1; }
+    mv "$tarball.part" "$tarball"
+  fi
+  echo "[$NAME] unpacking the launcher, core and Delta Lake plugin into $HOME_T" >&2
+  rm -rf "$INSTALL/.unpack"; mkdir -p "$INSTALL/.unpack"
+  # all of it (plugins share jars through hard links), then drop every plugin but Delta Lake
+  tar -xzf "$tarball" -C "$INSTALL/.unpack"
+  find "$INSTALL/.unpack/trino-server-$VERSION/plugin" -mindepth 1 -maxdepth 1 ! -name delta-lake -exec rm -rf {} +
+  rm -rf "$HOME_T"; mv "$INSTALL/.unpack/trino-server-$VERSION" "$HOME_T"; rmdir "$INSTALL/.unpack"
+  rm -f "$tarball"  # the unpacked subset is what runs; the tarball would be 821 MB more on disk
+}
+
+java_major() { "$1/bin/java" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1; }
+
+find_java() {
+  if [ -n "${APPAREL_TRINO_JAVA_HOME:-}" ]; then
+    local v; v=$(java_major "$APPAREL_TRINO_JAVA_HOME" || true)
+    if [ -z "$v" ] || [ "$v" -lt 24 ]; then
+      echo "[$NAME] APPAREL_TRINO_JAVA_HOME=$APPAREL_TRINO_JAVA_HOME is not a JDK 24+ (Trino $VERSION needs one)" >&2; exit 1
+    fi
+    echo "$APPAREL_TRINO_JAVA_HOME"; return
+  fi
+  local best="" best_v=0 d v
+  for d in /usr/lib/jvm/*/; do
+    d=${d%/}
+    [ -x "$d/bin/java" ] || continue
+    v=$(java_major "$d" || true)
+    if [ -n "$v" ] && [ "$v" -ge 24 ] && [ "$v" -gt "$best_v" ]; then best=$d; best_v=$v; fi
+  done
+  if [ -z "$best" ]; then
+    echo "[$NAME] Trino $VERSION needs Java 24 or newer and none is under /usr/lib/jvm: install one" \
+         "(e.g. temurin-25-jdk) or set APPAREL_TRINO_JAVA_HOME" >&2
+    exit 1
+  fi
+  echo "$best"
+}
+
+launcher() {
+  JAVA_HOME=$JAVA PATH=$JAVA/bin:$PATH "$HOME_T/bin/launcher" --etc-dir "$DIR/etc" --data-dir "$DIR/data" \
+    --pid-file "$DIR/trino.pid" --launcher-log-file "$LOGS/launcher.log" --server-log-file "$LOGS/server.log" "$@"
+}
+
+started() { curl -fsS --max-time 5 "http://127.0.0.1:$PORT/v1/info" | grep -q '"starting":false'; }
+
+load_settings
+if [ -z "$APPAREL_TRINO_URL" ]; then echo "[$NAME] APPAREL_TRINO_URL is empty: Trino is switched off" >&2; exit 0; fi
+require_local APPAREL_TRINO_URL "$APPAREL_TRINO_URL"
+PORT=$(url_port "$APPAREL_TRINO_URL")
+mkdir -p "$DIR/data" "$LOGS"
+case "${1:-start}" in
+  start)
+    if pid_alive "$DIR/trino.pid"; then
+      echo "[$NAME] already running on 127.0.0.1:$PORT" >&2
+    else
+      install_trino
+      JAVA=$(find_java)
+      port_free "$PORT" || { echo "[$NAME] port $PORT (APPAREL_TRINO_URL) is in use by another program" >&2; exit 1; }
+      load_credentials
+      rm -rf "$DIR/etc"; cp -r "$ROOT/conf/trino" "$DIR/etc"
+      printf 'node.environment=apparel\nnode.id=apparel-local\nnode.data-dir=%s\nnode.internal-address=127.0.0.1\n' \
+        "$DIR/data" > "$DIR/etc/node.properties"
+      # the ${ENV:...} values of conf/trino/*.properties
+      export APPAREL_TRINO_PORT=$PORT APPAREL_S3_ENDPOINT APPAREL_S3_REGION APPAREL_S3_PATH_STYLE \
+        APPAREL_S3_ACCESS_KEY APPAREL_S3_SECRET_KEY APPAREL_TRINO_METASTORE_DIR
+      echo "[$NAME] starting Trino $VERSION on 127.0.0.1:$PORT with $JAVA (logs: $LOGS)" >&2
+      launcher start >&2
+    fi
+    wait_until 240 "started" "$DIR/trino.pid" "$LOGS/server.log" started
+    echo "[$NAME] ready: $APPAREL_TRINO_URL (catalog lakehouse)" >&2
+    ;;
+  stop)
+    if pid_alive "$DIR/trino.pid"; then
+      JAVA=$(find_java); launcher stop >&2 || stop_pid "$DIR/trino.pid"
+      for _ in $(seq 1 30); do pid_alive "$DIR/trino.pid" || break; sleep 1; done
+      pid_alive "$DIR/trino.pid" && stop_pid "$DIR/trino.pid"
+      echo "[$NAME] stopped" >&2
+    else
+      echo "[$NAME] not running" >&2
+    fi
+    ;;
+  status)
+    if pid_alive "$DIR/trino.pid"; then echo "[$NAME] running: $APPAREL_TRINO_URL" >&2; else echo "[$NAME] stopped" >&2; exit 3; fi
+    ;;
+  *)
+    echo "usage: $0 {start|stop|status}" >&2; exit 2
+    ;;
+esac
