@@ -68,10 +68,10 @@ print(json.dumps({"identities": [{"name": "apparel", "actions": ["Admin", "Read"
     echo "[$NAME] ready: $APPAREL_S3_ENDPOINT (SeaweedFS $VERSION)" >&2
     ;;
   stop)
-    if stop_pid "$PIDFILE"; then echo "[$NAME] stopped" >&2; else echo "[$NAME] not running" >&2; fi
+    stop_command "$PIDFILE"
     ;;
   status)
-    if pid_alive "$PIDFILE"; then echo "[$NAME] running: $APPAREL_S3_ENDPOINT" >&2; else echo "[$NAME] stopped" >&2; exit 3; fi
+    status_command "$PIDFILE" "$APPAREL_S3_ENDPOINT"
     ;;
   *)
     echo "usage: $0 {start|stop|status}" >&2; exit 2

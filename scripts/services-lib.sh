@@ -81,3 +81,7 @@ stop_pid() {
   kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
   rm -f "$1"
 }
+
+# the stop and status commands of a server run in the background with a pid file
+stop_command() { if stop_pid "$1"; then echo "[$NAME] stopped" >&2; else echo "[$NAME] not running" >&2; fi; }
+status_command() { if pid_alive "$1"; then echo "[$NAME] running: $2" >&2; else echo "[$NAME] stopped" >&2; exit 3; fi; }

@@ -38,6 +38,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "APPAREL_TRINO_URL": "trino.url",
     "APPAREL_TRINO_USER": "trino.user",
     "APPAREL_TRINO_METASTORE_DIR": "trino.metastore_dir",
+    "APPAREL_SUPERSET_URL": "superset.url",
 }
 
 
@@ -122,6 +123,10 @@ class Settings:
     @property
     def trino(self) -> dict:
         return dict(self.raw.get("trino") or {})
+
+    @property
+    def superset(self) -> dict:
+        return dict(self.raw.get("superset") or {})
 
     @property
     def on_s3(self) -> bool:

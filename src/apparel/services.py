@@ -22,6 +22,8 @@ def service_env(settings) -> dict[str, str]:
         "APPAREL_S3_CREDENTIALS_FILE": str(s3["credentials_file"]),
         "APPAREL_TRINO_URL": str(trino.get("url") or ""),
         "APPAREL_TRINO_METASTORE_DIR": str(trino.get("metastore_dir") or ""),
+        "APPAREL_TRINO_USER": str(trino.get("user") or "apparel"),
+        "APPAREL_SUPERSET_URL": str(settings.superset.get("url") or ""),
     }
 
 
