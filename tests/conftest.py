@@ -12,6 +12,9 @@ import pytest
 
 from apparel.config import PROJECT_ROOT, Settings, load_settings
 
+# the services stack (object store, Trino, Superset) and gold in Trino: tests/stack_fixtures.py
+pytest_plugins = ["stack_fixtures"]
+
 def _shared_dataset() -> Path:
     """The store's real dataset: $APPAREL_SHARED_DATASET, else ../shared/datasets/django_apparel beside the
     checkout (where CI has it)."""

@@ -1,0 +1,174 @@
+"""The dashboards in a real browser: Superset, Trino and the object store started by scripts/services.sh, the
+assets imported at Superset's start, the gold marts of the shared dataset registered in Trino; Debian's
+headless Chromium (driven by Playwright) logs in, opens every dashboard, waits for every chart, and saves a
+screenshot of each in artifacts/superset/. Numbers shown are compared with pandas over the source files."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+import expected_model as em
+from apparel.config import PROJECT_ROOT
+
+pytestmark = [pytest.mark.services, pytest.mark.slow]
+
+ASSETS = PROJECT_ROOT / "superset" / "assets"
+ARTIFACTS = PROJECT_ROOT / "artifacts" / "superset"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def assets(kind: str) -> list[dict]:
+    return [yaml.safe_load(p.read_text()) for p in sorted((ASSETS / kind).rglob("*.yaml"))]
+
+
+def charts_on(dashboard: dict) -> set[str]:
+    return {v["meta"]["uuid"] for v in dashboard["position"].values() if isinstance(v, dict) and v.get("type") == "CHART"}
+
+
+def api_session(stack, who: str) -> requests.Session:
+    """A logged-in session (JWT bearer plus the CSRF token the write endpoints want)."""
+    user, password = stack[who]
+    s = requests.Session()
+    r = s.post(f"{stack['url']}/api/v1/security/login",
+               json={"username": user, "password": password, "provider": "db", "refresh": False}, timeout=60)
+    r.raise_for_status()
+    s.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+    r = s.get(f"{stack['url']}/api/v1/security/csrf_token/", timeout=60)
+    r.raise_for_status()
+    s.headers.update({"X-CSRFToken": r.json()["result"], "Referer": stack["url"]})
+    return s
+
+
+def web_session(stack, who: str) -> requests.Session:
+    """A session logged in through the login form, as a browser is (the pages use the session cookie)."""
+    import re
+
+    user, password = stack[who]
+    s = requests.Session()
+    form = s.get(f"{stack['url']}/login/", timeout=60).text
+    token = re.search(r'name="csrf_token"\s+id="csrf_token"\s+value="([^"]+)"', form)
+    r = s.post(f"{stack['url']}/login/", data={"username": user, "password": password, "csrf_token": token.group(1)},
+               timeout=60, allow_redirects=False)
+    assert r.status_code == 302 and "/login" not in r.headers["Location"], (r.status_code, r.headers)
+    return s
+
+
+def listed(session: requests.Session, stack, kind: str) -> list[dict]:
+    r = session.get(f"{stack['url']}/api/v1/{kind}/", params={"q": "(page_size:100)"}, timeout=60)
+    r.raise_for_status()
+    return r.json()["result"]
+
+
+@pytest.fixture(scope="module")
+def expected(shared_dataset):
+    facts = em.fact_lines(em.read_sources(shared_dataset))
+    return {"revenue": int(facts["revenue"].sum()), "orders": int(facts["order_id"].nunique()),
+            "units": int(facts["qty"].sum())}
+
+
+def test_every_dashboard_renders_in_chromium_without_chart_errors(stack, gold_in_trino, spark, expected):
+    from playwright.sync_api import sync_playwright
+    from pyspark.sql import functions as F
+
+    dashboards = assets("dashboards")
+    assert [d["slug"] for d in dashboards] == ["basket", "customers", "products", "regions", "sales-overview"]
+    gold_revenue = gold_in_trino["catalog"].read(spark, "gold.dm_sales_monthly").agg(F.sum("revenue")).collect()[0][0]
+    assert gold_revenue == expected["revenue"]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    base = stack["url"]
+    shown = {}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1400})
+        page.set_default_timeout(120_000)
+        page.goto(f"{base}/login/")
+        page.fill("[data-test=username-input]", stack["admin"][0])
+        page.fill("[data-test=password-input]", stack["admin"][1])
+        page.click("[data-test=login-button]")
+        page.wait_for_url(lambda url: "/login" not in url)
+        for dash in dashboards:
+            responses = []
+            handler = lambda r: responses.append(r) if "/api/v1/chart/data" in r.url else None  # noqa: E731
+            page.on("response", handler)
+            started = time.monotonic()
+            page.goto(f"{base}/superset/dashboard/{dash['slug']}/")
+            n = len(charts_on(dash))
+            # every chart holder has its chart, and nothing is loading any more
+            page.wait_for_function(
+                """n => document.querySelectorAll('[data-test=chart-grid-component] .chart-container').length >= n
+                     && document.querySelectorAll('[data-test=dashboard-component-chart-holder] .loading').length == 0""",
+                arg=n)
+            page.wait_for_load_state("networkidle")
+            page.remove_listener("response", handler)
+            bodies = [r.json() for r in responses]
+            assert [r.status for r in responses] == [200] * len(responses), dash["slug"]
+            assert len(responses) == n, f"{dash['slug']}: {len(responses)} chart queries for {n} charts"
+            for body in bodies:
+                for result in body["result"]:
+                    assert result.get("error") is None and result["status"] == "success", result.get("error")
+            errors = page.locator("[data-test=chart-grid-component] [role=alert], "
+                                  "[data-test=chart-grid-component] .ant-alert-error")
+            assert errors.count() == 0, [errors.nth(i).inner_text() for i in range(errors.count())]
+            page.screenshot(path=str(ARTIFACTS / f"{dash['slug']}.png"), full_page=True)
+            print(f"{dash['slug']}: {n} charts in {time.monotonic() - started:.1f}s")
+            if dash["slug"] == "sales-overview":
+                for name in ("Revenue", "Orders", "Units sold"):
+                    shown[name] = page.locator(
+                        f"[data-test=chart-grid-component][data-test-chart-name='{name}'] .header-line").inner_text()
+        browser.close()
+    assert shown == {"Revenue": f"{expected['revenue']:,}", "Orders": f"{expected['orders']:,}",
+                     "Units sold": f"{expected['units']:,}"}
+    assert all((ARTIFACTS / f"{d['slug']}.png").stat().st_size > 20_000 for d in dashboards)
+
+
+def test_reimporting_the_assets_duplicates_nothing(stack):
+    admin = api_session(stack, "admin")
+    before = {k: sorted((x["id"], x.get("dashboard_title") or x.get("slice_name") or x.get("table_name"))
+                        for x in listed(admin, stack, k)) for k in ("dashboard", "chart", "dataset")}
+    proc = subprocess.run(["bash", str(PROJECT_ROOT / "scripts" / "superset.sh"), "import"], env=stack["env"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    after = {k: sorted((x["id"], x.get("dashboard_title") or x.get("slice_name") or x.get("table_name"))
+                       for x in listed(admin, stack, k)) for k in ("dashboard", "chart", "dataset")}
+    assert after == before
+    assert len(after["dashboard"]) == len(assets("dashboards")) == 5
+    assert len(after["chart"]) == len(assets("charts"))
+    assert len(after["dataset"]) == len(assets("datasets"))
+    titles = [t for _, t in after["dashboard"]]
+    assert len(set(titles)) == len(titles)
+
+
+def test_the_viewer_opens_the_dashboards_but_not_sql_lab_nor_a_chart_edit(stack):
+    viewer, admin = api_session(stack, "viewer"), api_session(stack, "admin")
+    titles = sorted(d["dashboard_title"] for d in listed(viewer, stack, "dashboard"))
+    assert titles == sorted(d["dashboard_title"] for d in assets("dashboards"))
+    for d in listed(viewer, stack, "dashboard"):
+        assert viewer.get(f"{stack['url']}/api/v1/dashboard/{d['id']}/charts", timeout=60).status_code == 200
+    chart = listed(admin, stack, "chart")[0]
+    edit = {"description": chart.get("description")}  # a no-op edit: allowed for the admin, refused for the viewer
+    assert viewer.put(f"{stack['url']}/api/v1/chart/{chart['id']}", json=edit, timeout=60).status_code == 403
+    assert admin.put(f"{stack['url']}/api/v1/chart/{chart['id']}", json=edit, timeout=60).status_code == 200
+    # SQL Lab: neither the page nor running a query
+    sql = {"database_id": 1, "sql": "SELECT 1", "runAsync": False}
+    assert viewer.post(f"{stack['url']}/api/v1/sqllab/execute/", json=sql, timeout=60).status_code == 403
+    viewer_web, admin_web = web_session(stack, "viewer"), web_session(stack, "admin")
+    page = viewer_web.get(f"{stack['url']}/sqllab/", timeout=60, allow_redirects=False)
+    assert page.status_code in (302, 403), page.status_code
+    assert "/sqllab" not in page.headers.get("Location", "")
+    assert admin_web.get(f"{stack['url']}/sqllab/", timeout=60, allow_redirects=False).status_code == 200
+    # and the viewer does open a dashboard page
+    assert viewer_web.get(f"{stack['url']}/superset/dashboard/sales-overview/", timeout=60).status_code == 200
+
+
+def test_screenshots_are_git_ignored():
+    out = subprocess.run(["git", "check-ignore", "-q", str(ARTIFACTS / "sales-overview.png")], cwd=PROJECT_ROOT)
+    assert out.returncode == 0
+    assert Path(PROJECT_ROOT / ".gitignore").read_text().count("/artifacts/") == 1

@@ -1,0 +1,93 @@
+"""Fixtures of the dashboards and notebooks tests (a pytest plugin of tests/conftest.py): the native object store,
+Trino and Superset started by the project's own script (scripts/services.sh), and the gold marts of the shared
+dataset registered in Trino."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import uuid
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from apparel.config import PROJECT_ROOT, load_settings
+
+SCRIPTS = PROJECT_ROOT / "scripts"
+
+
+def _script(name: str, *args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SCRIPTS / name), *args], capture_output=True, text=True, env=env)
+
+
+@pytest.fixture(scope="session")
+def stack():
+    """Object store, Trino and Superset. Superset's secrets are random ones generated here unless it is already
+    running (then the environment must hold the ones it was started with). Whatever this fixture started, it
+    stops at the end."""
+    superset_was_up = _script("superset.sh", "status", env=dict(os.environ)).returncode == 0
+    others_were_up = _script("services.sh", "status", env=dict(os.environ)).returncode == 0
+    env = dict(os.environ)
+    if superset_was_up:
+        if not (env.get("SUPERSET_SECRET_KEY") and env.get("SUPERSET_ADMIN_PASSWORD")):
+            pytest.fail("Superset is already running: export the SUPERSET_SECRET_KEY and SUPERSET_ADMIN_PASSWORD "
+                        "it was started with, or stop it (scripts/superset.sh stop)")
+    else:
+        env["SUPERSET_SECRET_KEY"] = secrets.token_urlsafe(42)
+        env["SUPERSET_ADMIN_PASSWORD"] = secrets.token_urlsafe(16)
+    env["SUPERSET_VIEWER_USER"] = "viewer"
+    env["SUPERSET_VIEWER_PASSWORD"] = secrets.token_urlsafe(16)
+    proc = _script("services.sh", "up", env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"scripts/services.sh up failed:\n{proc.stderr}")
+    if superset_was_up:  # the viewer's password is this run's
+        proc = _script("superset.sh", "import", env=env)
+        assert proc.returncode == 0, proc.stderr
+    settings = load_settings(environ={k: v for k, v in env.items() if k != "APPAREL_ENV"} | {"APPAREL_ENV": "ci"})
+    yield {"env": env, "settings": settings, "url": str(settings.superset["url"]).rstrip("/"),
+           "admin": (env.get("SUPERSET_ADMIN_USER") or "admin", env["SUPERSET_ADMIN_PASSWORD"]),
+           "viewer": ("viewer", env["SUPERSET_VIEWER_PASSWORD"])}
+    if not superset_was_up:
+        _script("superset.sh", "stop", env=env)
+    if not others_were_up:
+        _script("services.sh", "down", env=env)
+
+
+def _upload_tree(mc, folder: Path, bucket: str, prefix: str) -> int:
+    n = 0
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.endswith(".crc")):
+        mc.fput_object(bucket, f"{prefix}/{path.relative_to(folder).as_posix()}", str(path))
+        n += 1
+    return n
+
+
+@pytest.fixture(scope="session")
+def gold_in_trino(stack, spark, shared_dataset, tmp_path_factory):
+    """The shared dataset through bronze, silver and gold on local disk (the fastest Spark path), the eight gold
+    tables copied as they are (Delta files) into a fresh bucket, and registered in Trino as lakehouse.gold.*."""
+    from apparel.catalog import TABLES, Catalog
+    from apparel.objectstore import client, ensure_buckets, remove_prefix
+    from apparel.pipeline import run_layers
+    from apparel.seed import seed_dataset
+    from apparel.trino_catalog import execute, register_tables
+    from conftest import settings_in
+
+    local = settings_in(tmp_path_factory.mktemp("gold"))
+    seed_dataset(local, shared_dataset, log=lambda m: None)
+    run_layers(spark, local, ["bronze", "silver", "gold"], log=lambda m: None, run_date=date(2026, 1, 1))
+    bucket = f"apparel-test-{uuid.uuid4().hex[:8]}"
+    env = {k: v for k, v in stack["env"].items() if k != "APPAREL_ENV"} | {
+        "APPAREL_ENV": "ci", "APPAREL_LAKEHOUSE": f"s3a://{bucket}/lakehouse"}
+    on_s3 = load_settings(environ=env)
+    ensure_buckets(on_s3, log=lambda m: None)
+    _upload_tree(client(on_s3), Path(local.lakehouse) / "gold", bucket, "lakehouse/gold")
+    gold = sorted(n for n in TABLES if n.startswith("gold."))
+    changed = register_tables(on_s3, log=lambda m: None)
+    assert sorted(changed) == gold
+    yield {"local": local, "catalog": Catalog(local), "s3": on_s3, "tables": gold}
+    for name in gold:
+        execute(on_s3, f"CALL system.unregister_table(schema_name => 'gold', table_name => '{TABLES[name].table}')")
+    remove_prefix(on_s3, f"s3a://{bucket}/")
+    client(on_s3).remove_bucket(bucket)
