@@ -9,18 +9,24 @@ STAMP := $(VENV)/.installed
 DATASET ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup run test unit seed status clean-lake help services-up services-down services-status
+JUPYTER_PORT ?= 8888
+
+.PHONY: setup run test unit seed status clean-lake help services-up services-down services-status superset \
+	superset-import jupyter
 
 help:
 	@echo "make run    - seed the sample (or DATASET=dir) and run the pipeline on the embedded default"
 	@echo "make test   - run every test (unit, contract, integration; starts PostgreSQL itself)"
 	@echo "make setup  - create .venv and resolve the JVM jars"
-	@echo "make services-up / services-down - the object store (SeaweedFS) and Trino, natively, no Docker"
+	@echo "make services-up / services-down - the object store (SeaweedFS), Trino and Superset, natively, no Docker"
+	@echo "make superset - Superset alone (needs SUPERSET_SECRET_KEY and SUPERSET_ADMIN_PASSWORD)"
+	@echo "make jupyter - JupyterLab on notebooks/ with the project's kernel (apparel)"
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name apparel --display-name "Python (apparel)" > /dev/null
 	@touch $(STAMP)
 
 setup: $(STAMP)
@@ -51,3 +57,18 @@ services-down:
 
 services-status:
 	bash scripts/services.sh status
+
+# Superset alone (services-up also starts it when its secrets are set); `superset-import` re-imports the assets.
+superset: setup
+	bash scripts/superset.sh start
+
+superset-import: setup
+	bash scripts/superset.sh import
+
+# JupyterLab (requirements-jupyter.txt, into .venv on first use) on notebooks/, kernel "apparel".
+$(VENV)/.jupyter: requirements-jupyter.txt $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-jupyter.txt
+	@touch $@
+
+jupyter: setup $(VENV)/.jupyter
+	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --port=$(JUPYTER_PORT) --no-browser

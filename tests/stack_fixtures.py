@@ -86,7 +86,7 @@ def gold_in_trino(stack, spark, shared_dataset, tmp_path_factory):
     gold = sorted(n for n in TABLES if n.startswith("gold."))
     changed = register_tables(on_s3, log=lambda m: None)
     assert sorted(changed) == gold
-    yield {"local": local, "catalog": Catalog(local), "s3": on_s3, "tables": gold}
+    yield {"local": local, "catalog": Catalog(local), "s3": on_s3, "tables": gold, "env": env}
     for name in gold:
         execute(on_s3, f"CALL system.unregister_table(schema_name => 'gold', table_name => '{TABLES[name].table}')")
     remove_prefix(on_s3, f"s3a://{bucket}/")

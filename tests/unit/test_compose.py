@@ -26,3 +26,21 @@ def test_env_example_documents_every_override():
     doc = (PROJECT_ROOT / ".env.example").read_text()
     for var in ENV_OVERRIDES:
         assert f"{var}=" in doc, f"{var} is not documented in .env.example"
+
+
+def test_superset_image_is_the_pinned_release_with_the_native_stacks_driver_pins():
+    spec = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
+    svc = spec["services"]["superset"]
+    assert "healthcheck" in svc and svc["build"]["context"] == "superset"
+    dockerfile = (PROJECT_ROOT / "superset" / "Dockerfile").read_text()
+    pins = dict(line.split("==", 1) for line in (PROJECT_ROOT / "requirements-superset.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    assert re.search(r"^FROM apache/superset:(\S+)$", dockerfile, re.M).group(1) == pins["apache-superset"]
+    assert svc["image"].endswith(":" + pins["apache-superset"])
+    for pkg, version in re.findall(r'"([A-Za-z_.-]+)(?:\[\w+\])?==([^"]+)"', dockerfile):
+        assert pins[{"flask-caching": "Flask-Caching"}.get(pkg, pkg)] == version, pkg
+    # the secrets come from .env, with no default; the assets and settings are the project's
+    for var in ("SUPERSET_SECRET_KEY", "SUPERSET_ADMIN_PASSWORD"):
+        assert svc["environment"][var].startswith(f"${{{var}:?"), var
+    assert "./superset:/app/apparel:ro" in svc["volumes"]
+    assert svc["environment"]["SUPERSET_CONFIG_PATH"] == "/app/apparel/superset_config.py"
