@@ -75,7 +75,7 @@ launcher() {
 started() { curl -fsS --max-time 5 "http://127.0.0.1:$PORT/v1/info" | grep -q '"starting":false'; }
 
 load_settings
-if [ -z "$APPAREL_TRINO_URL" ]; then echo "[$NAME] APPAREL_TRINO_URL is empty: Trino is switched off" >&2; exit 0; fi
+if [ -z "$APPAREL_TRINO_URL" ]; then echo "[$NAME] APPAREL_TRINO_URL=off: Trino is switched off" >&2; exit 0; fi
 require_local APPAREL_TRINO_URL "$APPAREL_TRINO_URL"
 PORT=$(url_port "$APPAREL_TRINO_URL")
 mkdir -p "$DIR/data" "$LOGS"

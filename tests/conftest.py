@@ -1,5 +1,6 @@
 """Shared fixtures: one Spark session for the whole test run, per-test lakehouse/landing/store settings,
-the shared dataset, and the project's PostgreSQL (started with scripts/postgres.sh)."""
+the shared dataset, the project's PostgreSQL (started with scripts/postgres.sh), and the object store and
+Trino (started with scripts/services.sh)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from apparel.config import PROJECT_ROOT, Settings, load_settings
+
 
 def _shared_dataset() -> Path:
     """The store's real dataset: $APPAREL_SHARED_DATASET, else ../shared/datasets/django_apparel beside the
@@ -58,13 +60,36 @@ def _fresh_postgres_db(server_url: str) -> str:
     return server_url.rsplit("/", 1)[0] + f"/{name}"
 
 
-def settings_in(folder: Path, store_db: str | None = None, **overrides) -> Settings:
-    """Settings for an isolated lakehouse, landing area, reports and store database under ``folder``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("APPAREL_")}
+@pytest.fixture(scope="session")
+def services():
+    """The native object store and Trino, started with the project's own script (what `make services-up`
+    runs); stopped at the end if this fixture started them."""
+    script = ["bash", str(PROJECT_ROOT / "scripts" / "services.sh")]
+    was_up = subprocess.run(script + ["status"], capture_output=True).returncode == 0
+    proc = subprocess.run(script + ["up"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"scripts/services.sh up failed:\n{proc.stderr}")
+    yield
+    if not was_up:
+        subprocess.run(script + ["down"], capture_output=True)
+
+
+SERVICE_VARS = ("APPAREL_S3_", "APPAREL_TRINO_")
+
+
+def project_env(folder: Path, store_db: str | None = None) -> dict[str, str]:
+    """The environment of an isolated lakehouse, landing area, reports and store database under ``folder``.
+    The services' settings (object store, Trino) carry over; the project's state is per test."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APPAREL_") or k.startswith(SERVICE_VARS)}
     env.update({"APPAREL_LAKEHOUSE": str(folder / "lakehouse"), "APPAREL_LANDING": str(folder / "landing"),
                 "APPAREL_REPORTS": str(folder / "reports"),
                 "APPAREL_STORE_DB": store_db or f"sqlite:///{folder / 'store.db'}"})
-    return load_settings(env="ci", environ=env, **overrides)
+    return env
+
+
+def settings_in(folder: Path, store_db: str | None = None, **overrides) -> Settings:
+    """Settings for an isolated lakehouse, landing area, reports and store database under ``folder``."""
+    return load_settings(env="ci", environ=project_env(folder, store_db), **overrides)
 
 
 @pytest.fixture

@@ -72,6 +72,14 @@ def trino_location(uri: str) -> str:
     return S3Location.parse(uri).uri("s3")
 
 
+def registered_tables(settings: Settings, conn=None) -> set[tuple[str, str]]:
+    """(schema, table) of every table Trino knows in the lakehouse's layers."""
+    layers = ", ".join(repr(x) for x in LAYERS)
+    return {(r[0], r[1]) for r in execute(
+        settings, f"SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema IN ({layers})",
+        conn)[1]}
+
+
 def _registered_location(settings: Settings, conn, schema: str, table: str) -> str | None:
     try:
         _, rows = execute(settings, f'SHOW CREATE TABLE "{schema}"."{table}"', conn)
@@ -98,9 +106,7 @@ def register_tables(settings: Settings, log=print) -> dict[str, str]:
         if layer not in schemas:
             location = trino_location(root.child(layer).uri())
             execute(settings, f"CREATE SCHEMA IF NOT EXISTS \"{layer}\" WITH (location = '{location}')", conn)
-    existing = {(r[0], r[1]) for r in execute(
-        settings, "SELECT table_schema, table_name FROM information_schema.tables "
-                  f"WHERE table_schema IN ({', '.join(repr(x) for x in LAYERS)})", conn)[1]}
+    existing = registered_tables(settings, conn)
     changed = {}
     for name in present:
         info = TABLES[name]
@@ -121,3 +127,17 @@ def register_tables(settings: Settings, log=print) -> dict[str, str]:
     else:
         log(f"[trino] all {len(present)} tables already registered")
     return changed
+
+
+def unregister_under(settings: Settings, uri: str) -> list[str]:
+    """Forget (never delete) the registered tables located under ``uri``; returns their names. Used to leave
+    Trino's catalog as it was after a throw-away lakehouse (tests, benchmarks)."""
+    prefix = trino_location(uri).rstrip("/") + "/"
+    conn = connect(settings)
+    gone = []
+    for schema, table in sorted(registered_tables(settings, conn)):
+        location = _registered_location(settings, conn, schema, table)
+        if location and location.startswith(prefix):
+            execute(settings, f"CALL system.unregister_table(schema_name => '{schema}', table_name => '{table}')", conn)
+            gone.append(f"{schema}.{table}")
+    return gone
