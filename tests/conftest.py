@@ -62,16 +62,18 @@ def _fresh_postgres_db(server_url: str) -> str:
 
 @pytest.fixture(scope="session")
 def services():
-    """The native object store and Trino, started with the project's own script (what `make services-up`
-    runs); stopped at the end if this fixture started them."""
-    script = ["bash", str(PROJECT_ROOT / "scripts" / "services.sh")]
-    was_up = subprocess.run(script + ["status"], capture_output=True).returncode == 0
-    proc = subprocess.run(script + ["up"], capture_output=True, text=True)
+    """The native object store and Trino, started with the README's command (`make services-up`, which runs
+    scripts/services.sh); stopped at the end (`make services-down`) if this fixture started them."""
+    def make(target: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["make", "-s", target], cwd=PROJECT_ROOT, capture_output=True, text=True)
+
+    was_up = make("services-status").returncode == 0
+    proc = make("services-up")
     if proc.returncode != 0:
-        raise RuntimeError(f"scripts/services.sh up failed:\n{proc.stderr}")
+        raise RuntimeError(f"make services-up failed:\n{proc.stdout}{proc.stderr}")
     yield
     if not was_up:
-        subprocess.run(script + ["down"], capture_output=True)
+        make("services-down")
 
 
 SERVICE_VARS = ("APPAREL_S3_", "APPAREL_TRINO_")
