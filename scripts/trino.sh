@@ -29,7 +29,7 @@ install_trino() {
   local tarball=$INSTALL/trino-server-$VERSION.tar.gz
   if ! echo "$SHA256  $tarball" | sha256sum -c --status 2>/dev/null; then
     echo "[$NAME] downloading trino-server $VERSION from Maven Central (821 MB, once)" >&2
-    curl -fSL --retry 3 -C - -o "$tarball.part" "$URL" 2>&1 | tail -1 >&2 || curl -fSL --retry 3 -o "$tarball.part" "$URL"
+    curl -fsSL --retry 3 -C - -o "$tarball.part" "$URL" || { rm -f "$tarball.part"; curl -fsSL --retry 3 -o "$tarball.part" "$URL"; }
     echo "$SHA256  $tarball.part" | sha256sum -c --status || { echo "[$NAME] checksum mismatch: $tarball.part" >&2; rm -f "$tarball.part"; exit 1; }
     mv "$tarball.part" "$tarball"
   fi
@@ -75,7 +75,7 @@ launcher() {
 started() { curl -fsS --max-time 5 "http://127.0.0.1:$PORT/v1/info" | grep -q '"starting":false'; }
 
 load_settings
-if [ -z "$APPAREL_TRINO_URL" ]; then echo "[$NAME] APPAREL_TRINO_URL is empty: Trino is switched off" >&2; exit 0; fi
+if [ -z "$APPAREL_TRINO_URL" ]; then echo "[$NAME] APPAREL_TRINO_URL=off: Trino is switched off" >&2; exit 0; fi
 require_local APPAREL_TRINO_URL "$APPAREL_TRINO_URL"
 PORT=$(url_port "$APPAREL_TRINO_URL")
 mkdir -p "$DIR/data" "$LOGS"

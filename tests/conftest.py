@@ -1,5 +1,6 @@
 """Shared fixtures: one Spark session for the whole test run, per-test lakehouse/landing/store settings,
-the shared dataset, and the project's PostgreSQL (started with scripts/postgres.sh)."""
+the shared dataset, the project's PostgreSQL (started with scripts/postgres.sh), and the object store and
+Trino (started with scripts/services.sh)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from apparel.config import PROJECT_ROOT, Settings, load_settings
 
-# the services stack (object store, Trino, Superset) and gold in Trino: tests/stack_fixtures.py
+# the services stack with Superset, and gold in Trino: tests/stack_fixtures.py
 pytest_plugins = ["stack_fixtures"]
 
 def _shared_dataset() -> Path:
@@ -61,13 +62,38 @@ def _fresh_postgres_db(server_url: str) -> str:
     return server_url.rsplit("/", 1)[0] + f"/{name}"
 
 
-def settings_in(folder: Path, store_db: str | None = None, **overrides) -> Settings:
-    """Settings for an isolated lakehouse, landing area, reports and store database under ``folder``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("APPAREL_")}
+@pytest.fixture(scope="session")
+def services():
+    """The native object store and Trino, started with the README's command (`make services-up`, which runs
+    scripts/services.sh); stopped at the end (`make services-down`) if this fixture started them."""
+    def make(target: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["make", "-s", target], cwd=PROJECT_ROOT, capture_output=True, text=True)
+
+    was_up = make("services-status").returncode == 0
+    proc = make("services-up")
+    if proc.returncode != 0:
+        raise RuntimeError(f"make services-up failed:\n{proc.stdout}{proc.stderr}")
+    yield
+    if not was_up:
+        make("services-down")
+
+
+SERVICE_VARS = ("APPAREL_S3_", "APPAREL_TRINO_")
+
+
+def project_env(folder: Path, store_db: str | None = None) -> dict[str, str]:
+    """The environment of an isolated lakehouse, landing area, reports and store database under ``folder``.
+    The services' settings (object store, Trino) carry over; the project's state is per test."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APPAREL_") or k.startswith(SERVICE_VARS)}
     env.update({"APPAREL_LAKEHOUSE": str(folder / "lakehouse"), "APPAREL_LANDING": str(folder / "landing"),
                 "APPAREL_REPORTS": str(folder / "reports"),
                 "APPAREL_STORE_DB": store_db or f"sqlite:///{folder / 'store.db'}"})
-    return load_settings(env="ci", environ=env, **overrides)
+    return env
+
+
+def settings_in(folder: Path, store_db: str | None = None, **overrides) -> Settings:
+    """Settings for an isolated lakehouse, landing area, reports and store database under ``folder``."""
+    return load_settings(env="ci", environ=project_env(folder, store_db), **overrides)
 
 
 @pytest.fixture

@@ -71,7 +71,7 @@ def gold_in_trino(stack, spark, shared_dataset, tmp_path_factory):
     from apparel.objectstore import client, ensure_buckets, remove_prefix
     from apparel.pipeline import run_layers
     from apparel.seed import seed_dataset
-    from apparel.trino_catalog import execute, register_tables
+    from apparel.trino_catalog import register_tables, unregister_under
     from conftest import settings_in
 
     local = settings_in(tmp_path_factory.mktemp("gold"))
@@ -87,7 +87,6 @@ def gold_in_trino(stack, spark, shared_dataset, tmp_path_factory):
     changed = register_tables(on_s3, log=lambda m: None)
     assert sorted(changed) == gold
     yield {"local": local, "catalog": Catalog(local), "s3": on_s3, "tables": gold, "env": env}
-    for name in gold:
-        execute(on_s3, f"CALL system.unregister_table(schema_name => 'gold', table_name => '{TABLES[name].table}')")
+    unregister_under(on_s3, f"s3a://{bucket}/")
     remove_prefix(on_s3, f"s3a://{bucket}/")
     client(on_s3).remove_bucket(bucket)

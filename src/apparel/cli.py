@@ -67,6 +67,16 @@ def run_job(body: Callable, env: str | None = None, app_name: str | None = None)
         return 1
 
 
+def check_object_store(settings: Settings) -> None:
+    """When the lakehouse or the landing area is on S3: check the endpoint and keys and create the buckets,
+    before anything is written."""
+    from apparel.objectstore import ensure_buckets, project_buckets
+
+    if project_buckets(settings):
+        ensure_buckets(settings, log=log)
+        log(f"[s3] {settings.s3['endpoint']}: bucket(s) {', '.join(project_buckets(settings))} ready")
+
+
 # --- commands -------------------------------------------------------------------------------------
 
 def cmd_seed(args) -> int:
@@ -74,6 +84,7 @@ def cmd_seed(args) -> int:
 
     settings = _settings(args)
     started = time.monotonic()
+    check_object_store(settings)
     if args.dataset:
         log(f"seeding {settings.store_db if 'sqlite' in settings.store_db else 'PostgreSQL'} from {args.dataset}")
         report = seed_dataset(settings, Path(args.dataset), log=log)
@@ -94,6 +105,7 @@ def cmd_run(args) -> int:
     settings = _settings(args)
     layers = parse_layers(args.layers)
     started = time.monotonic()
+    check_object_store(settings)
     if args.dataset:
         log(f"[seed] loading {args.dataset}")
         seed_dataset(settings, Path(args.dataset), log=log)

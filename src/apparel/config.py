@@ -122,7 +122,11 @@ class Settings:
 
     @property
     def trino(self) -> dict:
-        return dict(self.raw.get("trino") or {})
+        """Trino settings; ``url`` is "" when switched off (``APPAREL_TRINO_URL=off``)."""
+        trino = dict(self.raw.get("trino") or {})
+        url = str(trino.get("url") or "").strip()
+        trino["url"] = "" if url.lower() in ("off", "none") else url
+        return trino
 
     @property
     def superset(self) -> dict:

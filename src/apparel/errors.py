@@ -19,3 +19,7 @@ class SetupError(ApparelError):
 
 class AccountingError(ApparelError):
     """A run could not account for every row it read."""
+
+
+class QueryError(ApparelError):
+    """A query the engine rejected (its own message says why)."""

@@ -34,13 +34,13 @@ def seed_dataset(settings: Settings, folder: Path, log=print, source: str | None
     # read and validate everything first, so a bad file leaves the store as it was
     store_frames = {t.name: read_dataset_file(folder, t) for t in STORE_TABLES}
     workbooks = {t.name: read_dataset_file(folder, t, settings.workbooks[t.name]["sheet"]) for t in EXCEL_TABLES}
+    ensure_buckets(settings, log=log)  # an S3 landing area: check the store before writing anything
     store = StoreDB(settings.store_db)  # replace_rows creates each table (and its indexes) if missing
     for table in STORE_TABLES:
         result = store_frames[table.name]
         report.rows[table.name] = store.replace_rows(table, frame_rows(result.frame))
         report.warnings += result.warnings
         log(f"  store_db.{table.name:<19} {report.rows[table.name]:>9,} rows")
-    ensure_buckets(settings, log=log)
     for table in EXCEL_TABLES:
         spec = settings.workbooks[table.name]
         land_file(settings, spec["file"], folder / table.file)

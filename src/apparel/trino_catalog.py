@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 from apparel.catalog import LAYERS, TABLES, Catalog
 from apparel.config import Settings
-from apparel.errors import ConfigError, SetupError
+from apparel.errors import ConfigError, QueryError, SetupError
 from apparel.objectstore import S3Location, delta_tables
 
 
@@ -34,23 +34,31 @@ def connect(settings: Settings, timeout: float = 300):
 def execute(settings: Settings, sql: str, conn=None) -> tuple[list[str], list[tuple]]:
     """Run one statement; returns (column names, rows). An unreachable server is a one-line error."""
     import requests
+    from trino.exceptions import TrinoConnectionError
 
     conn = conn or connect(settings)
     cur = conn.cursor()
     try:
         cur.execute(sql)
         rows = cur.fetchall()
-    except requests.exceptions.ConnectionError as exc:
+    except (requests.exceptions.ConnectionError, TrinoConnectionError) as exc:
         raise SetupError(f"Trino is not reachable at {settings.trino['url']}: start it with `make services-up`, "
                          "or set APPAREL_TRINO_URL") from exc
     return [d[0] for d in (cur.description or [])], [tuple(r) for r in rows]
 
 
 def run_sql(settings: Settings, sql: str, limit: int = 1000):
-    """``apparel sql``: (pandas DataFrame of at most ``limit`` rows, whether rows were cut off)."""
+    """``apparel sql``: (pandas DataFrame of at most ``limit`` rows, whether rows were cut off). A query Trino
+    rejects is a one-line error with Trino's message."""
     import pandas as pd
+    from trino.exceptions import TrinoQueryError
 
-    columns, rows = execute(settings, sql)
+    if not settings.trino.get("url"):
+        raise ConfigError("Trino is switched off (APPAREL_TRINO_URL=off)")
+    try:
+        columns, rows = execute(settings, sql)
+    except TrinoQueryError as exc:
+        raise QueryError(f"Trino {exc.error_name}: {exc.message}") from exc
     return pd.DataFrame(rows[:limit], columns=columns), len(rows) > limit
 
 
@@ -72,12 +80,20 @@ def trino_location(uri: str) -> str:
     return S3Location.parse(uri).uri("s3")
 
 
+def registered_tables(settings: Settings, conn=None) -> set[tuple[str, str]]:
+    """(schema, table) of every table Trino knows in the lakehouse's layers."""
+    layers = ", ".join(repr(x) for x in LAYERS)
+    return {(r[0], r[1]) for r in execute(
+        settings, f"SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema IN ({layers})",
+        conn)[1]}
+
+
 def _registered_location(settings: Settings, conn, schema: str, table: str) -> str | None:
+    from trino.exceptions import TrinoQueryError
+
     try:
         _, rows = execute(settings, f'SHOW CREATE TABLE "{schema}"."{table}"', conn)
-    except SetupError:
-        raise
-    except Exception:  # noqa: BLE001 - registered, but its files are gone: treated as stale
+    except TrinoQueryError:  # registered, but its files are gone: treated as stale
         return None
     found = re.search(r"location = '([^']*)'", rows[0][0])
     return found.group(1) if found else None
@@ -98,9 +114,7 @@ def register_tables(settings: Settings, log=print) -> dict[str, str]:
         if layer not in schemas:
             location = trino_location(root.child(layer).uri())
             execute(settings, f"CREATE SCHEMA IF NOT EXISTS \"{layer}\" WITH (location = '{location}')", conn)
-    existing = {(r[0], r[1]) for r in execute(
-        settings, "SELECT table_schema, table_name FROM information_schema.tables "
-                  f"WHERE table_schema IN ({', '.join(repr(x) for x in LAYERS)})", conn)[1]}
+    existing = registered_tables(settings, conn)
     changed = {}
     for name in present:
         info = TABLES[name]
@@ -121,3 +135,17 @@ def register_tables(settings: Settings, log=print) -> dict[str, str]:
     else:
         log(f"[trino] all {len(present)} tables already registered")
     return changed
+
+
+def unregister_under(settings: Settings, uri: str) -> list[str]:
+    """Forget (never delete) the registered tables located under ``uri``; returns their names. Used to leave
+    Trino's catalog as it was after a throw-away lakehouse (tests, benchmarks)."""
+    prefix = trino_location(uri).rstrip("/") + "/"
+    conn = connect(settings)
+    gone = []
+    for schema, table in sorted(registered_tables(settings, conn)):
+        location = _registered_location(settings, conn, schema, table)
+        if location and location.startswith(prefix):
+            execute(settings, f"CALL system.unregister_table(schema_name => '{schema}', table_name => '{table}')", conn)
+            gone.append(f"{schema}.{table}")
+    return gone

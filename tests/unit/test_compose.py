@@ -7,17 +7,47 @@ import yaml
 from apparel.config import PROJECT_ROOT
 
 
-def test_compose_services_are_pinned_healthchecked_and_secret_free():
+def compose() -> tuple[str, dict]:
     text = (PROJECT_ROOT / "docker-compose.yml").read_text()
-    spec = yaml.safe_load(text)
-    assert "store-db" in spec["services"]
+    return text, yaml.safe_load(text)
+
+
+def test_compose_services_are_pinned_healthchecked_and_secret_free():
+    text, spec = compose()
+    assert {"store-db", "object-store", "bucket-init", "trino"} <= set(spec["services"])
     for name, svc in spec["services"].items():
         if "image" in svc:
             assert ":" in svc["image"] and not svc["image"].endswith(":latest"), f"{name}: pin the image"
-    assert "healthcheck" in spec["services"]["store-db"]
-    # passwords come from .env and have no default
-    for m in re.finditer(r"PASSWORD:\s*(.+)", text):
+    for name in ("store-db", "object-store", "trino"):
+        assert "healthcheck" in spec["services"][name], name
+    # passwords and secret keys come from .env and have no default
+    for m in re.finditer(r"(?:PASSWORD|SECRET_KEY):\s*(.+)", text):
         assert m.group(1).startswith("${") and ":?" in m.group(1), m.group(0)
+
+
+def test_compose_object_store_and_trino_are_the_designs_pinned_images():
+    _, spec = compose()
+    services = spec["services"]
+    assert services["object-store"]["image"] == "minio/minio:RELEASE.2025-09-07T16-13-09Z"
+    assert "--console-address" in services["object-store"]["command"]
+    assert services["bucket-init"]["image"].startswith("minio/mc:RELEASE.")
+    assert services["bucket-init"]["depends_on"] == {"object-store": {"condition": "service_healthy"}}
+    assert services["trino"]["image"] == "trinodb/trino:476"
+    assert services["trino"]["depends_on"] == {"bucket-init": {"condition": "service_completed_successfully"}}
+
+
+def test_compose_trino_mounts_the_native_catalog_and_provides_every_variable_it_reads():
+    _, spec = compose()
+    trino = spec["services"]["trino"]
+    mount = next(v for v in trino["volumes"] if v.endswith(":/etc/trino/catalog:ro"))
+    catalog_dir = PROJECT_ROOT / mount.split(":")[0]
+    assert catalog_dir == PROJECT_ROOT / "conf" / "trino" / "catalog"
+    catalog = (catalog_dir / "lakehouse.properties").read_text()
+    assert "connector.name=delta_lake" in catalog and "delta.register-table-procedure.enabled=true" in catalog
+    needed = set(re.findall(r"\$\{ENV:(\w+)\}", catalog))
+    assert needed == set(trino["environment"]), "the catalog reads exactly what the service provides"
+    # inside the compose network the store is reached by its service name
+    assert trino["environment"]["APPAREL_S3_ENDPOINT"] == "http://object-store:9000"
 
 
 def test_env_example_documents_every_override():
@@ -26,6 +56,10 @@ def test_env_example_documents_every_override():
     doc = (PROJECT_ROOT / ".env.example").read_text()
     for var in ENV_OVERRIDES:
         assert f"{var}=" in doc, f"{var} is not documented in .env.example"
+    # and every variable docker-compose.yml reads
+    text, _ = compose()
+    for var in set(re.findall(r"(?<!\$)\$\{(\w+)", text)):
+        assert f"{var}=" in doc, f"{var} (docker-compose.yml) is not documented in .env.example"
 
 
 def test_superset_image_is_the_pinned_release_with_the_native_stacks_driver_pins():

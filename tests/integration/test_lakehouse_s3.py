@@ -1,0 +1,192 @@
+"""The lakehouse on the object store, read by Trino: the real SeaweedFS and the real Trino, started by the
+project's own script (the `services` fixture), the shared dataset run through `apparel run` with an s3a://
+lakehouse and landing area, then Trino's answers compared with Spark's and with pandas over the source files."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+from pyspark.sql import functions as F
+
+import expected_model as em
+from apparel import cli
+from apparel.catalog import TABLES, Catalog
+from apparel.config import PROJECT_ROOT, load_settings
+from apparel.objectstore import S3Location, client, remove_prefix
+from apparel.pipeline import run_layers
+from apparel.trino_catalog import execute, register_tables, unregister_under
+from conftest import project_env
+from test_pipeline_shared import SILVER_GOLD
+
+pytestmark = [pytest.mark.services, pytest.mark.slow]
+TOTAL_REVENUE = 4_929_880_000
+
+
+def run_env(tmp, bucket: str) -> dict[str, str]:
+    """The environment of an `apparel` command on a lakehouse and landing area in ``bucket``."""
+    return project_env(tmp) | {"APPAREL_ENV": "ci", "APPAREL_LAKEHOUSE": f"s3a://{bucket}/lakehouse",
+                               "APPAREL_LANDING": f"s3a://{bucket}/landing", "TZ": "UTC"}
+
+
+@pytest.fixture(scope="module")
+def s3_lake(services, spark, shared_dataset, tmp_path_factory):
+    """`apparel run --dataset <shared>` with an s3a:// lakehouse in a bucket that does not exist yet."""
+    tmp = tmp_path_factory.mktemp("s3lake")
+    bucket = f"apparel-test-{uuid.uuid4().hex[:8]}"
+    env = run_env(tmp, bucket)
+    settings = load_settings(environ=env)
+    existed_before = client(settings).bucket_exists(bucket)
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out):
+        for key in [k for k in os.environ if k.startswith("APPAREL_")]:
+            mp.delenv(key)
+        for key, value in env.items():
+            mp.setenv(key, value)
+        rc = cli.main(["run", "--dataset", str(shared_dataset), "--run-date", "2026-01-01"])
+    assert rc == 0, out.getvalue()
+    yield {"settings": settings, "catalog": Catalog(settings), "bucket": bucket, "env": env, "tmp": tmp,
+           "output": out.getvalue(), "existed_before": existed_before,
+           "facts": em.fact_lines(em.read_sources(shared_dataset))}
+    unregister_under(settings, f"s3a://{bucket}/")
+    remove_prefix(settings, f"s3a://{bucket}/")
+    client(settings).remove_bucket(bucket)
+
+
+def trino_one(settings, sql: str):
+    return execute(settings, sql)[1][0]
+
+
+def test_the_run_created_its_bucket_and_registered_every_table(s3_lake):
+    assert not s3_lake["existed_before"] and client(s3_lake["settings"]).bucket_exists(s3_lake["bucket"])
+    assert "[trino] 30 table(s) registered in lakehouse" in s3_lake["output"]
+    # the workbooks went to the S3 landing area
+    landing = S3Location.parse(s3_lake["settings"].landing)
+    names = sorted(o.object_name.rsplit("/", 1)[1] for o in
+                   client(s3_lake["settings"]).list_objects(landing.bucket, prefix=landing.key + "/"))
+    assert names == ["cities.xlsx", "provinces.xlsx"]
+
+
+def test_trino_revenue_equals_spark_and_the_source_files(spark, s3_lake):
+    settings, catalog = s3_lake["settings"], s3_lake["catalog"]
+    expected = int(s3_lake["facts"]["revenue"].sum())
+    spark_total = catalog.read(spark, "gold.dm_sales_monthly").agg(F.sum("revenue")).collect()[0][0]
+    (trino_total,) = trino_one(settings, "SELECT sum(revenue) FROM lakehouse.gold.dm_sales_monthly")
+    assert trino_total == spark_total == expected == TOTAL_REVENUE
+
+
+def test_every_silver_and_gold_table_has_spark_row_count_in_trino(spark, s3_lake):
+    settings, catalog = s3_lake["settings"], s3_lake["catalog"]
+    counts = {}
+    for name in SILVER_GOLD:
+        counts[name] = (trino_one(settings, f"SELECT count(*) FROM lakehouse.{name}")[0],
+                        catalog.read(spark, name).count())
+    assert {n: t for n, (t, _) in counts.items()} == {n: s for n, (_, s) in counts.items()}
+    assert all(t > 0 for t, _ in counts.values())
+    assert counts["silver.fct_order_lines"][0] == len(s3_lake["facts"]) == 18322
+
+
+def test_registration_is_idempotent_and_the_sql_command_prints_trino_results(s3_lake):
+    assert register_tables(s3_lake["settings"], log=lambda m: None) == {}
+    proc = subprocess.run([sys.executable, "-m", "apparel.cli", "sql",
+                           "SELECT sum(revenue) AS revenue FROM gold.dm_sales_monthly"],
+                          env=s3_lake["env"], capture_output=True, text=True, cwd=PROJECT_ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["revenue", str(TOTAL_REVENUE), "(1", "row)"]
+
+
+def test_trino_readers_never_see_a_partial_gold_rewrite(spark, s3_lake):
+    """Trino queries in a loop while Spark rewrites every gold table: each answer is the whole table."""
+    settings, catalog = s3_lake["settings"], s3_lake["catalog"]
+    regions = catalog.read(spark, "gold.dm_region_monthly").agg(F.count(F.lit(1)), F.sum("revenue")).collect()[0]
+    expected = (TOTAL_REVENUE, 12, int(regions[0]), int(regions[1]))
+    sql = ("SELECT (SELECT sum(revenue) FROM gold.dm_sales_monthly), (SELECT count(*) FROM gold.dm_sales_monthly), "
+           "(SELECT count(*) FROM gold.dm_region_monthly), (SELECT sum(revenue) FROM gold.dm_region_monthly)")
+    before = {n: catalog.last_commit(spark, n)["version"] for n in ("gold.dm_sales_monthly", "gold.dm_region_monthly")}
+    answers, errors, stop = [], [], threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            try:
+                answers.append((time.monotonic(), trino_one(settings, sql)))
+            except Exception as exc:  # noqa: BLE001 - collected, the test fails on any
+                errors.append(repr(exc))
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    time.sleep(1)
+    started = time.monotonic()
+    run_layers(spark, settings, ["gold"], log=lambda m: None)
+    finished = time.monotonic()
+    time.sleep(1)
+    stop.set()
+    thread.join(timeout=120)
+    assert errors == []
+    during = [a for t, a in answers if started <= t <= finished]
+    assert len(during) >= 3, f"only {len(during)} queries overlapped the rewrite"
+    assert {tuple(a) for _, a in answers} == {expected}
+    # the rewrite did commit new versions, and Trino reads them at once
+    for name, version in before.items():
+        new = catalog.last_commit(spark, name)["version"]
+        assert new > version
+        table = TABLES[name].table
+        assert trino_one(settings, f'SELECT max(version) FROM gold."{table}$history"') == (new,)
+
+
+def test_wrong_credentials_fail_early_naming_the_endpoint(services, tmp_path):
+    bucket = f"apparel-test-{uuid.uuid4().hex[:8]}"
+    env = run_env(tmp_path, bucket) | {"APPAREL_S3_ACCESS_KEY": "nobody", "APPAREL_S3_SECRET_KEY": "wrong-secret"}
+    settings = load_settings(environ=run_env(tmp_path, bucket))
+    proc = subprocess.run([sys.executable, "-m", "apparel.cli", "run"], env=env, capture_output=True, text=True,
+                          cwd=PROJECT_ROOT, timeout=120)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the object store at http://127.0.0.1:") and "rejected the credentials" in last
+    assert settings.s3["endpoint"] in last
+    # nothing was written: no bucket, no store database
+    assert not client(settings).bucket_exists(bucket)
+    assert not (tmp_path / "store.db").exists()
+
+
+def test_an_unreachable_endpoint_is_a_one_line_error(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = run_env(tmp_path, "apparel-nowhere") | {"APPAREL_S3_ENDPOINT": f"http://127.0.0.1:{port}",
+                                                  "APPAREL_S3_ACCESS_KEY": "k", "APPAREL_S3_SECRET_KEY": "s"}
+    proc = subprocess.run([sys.executable, "-m", "apparel.cli", "seed"], env=env, capture_output=True, text=True,
+                          cwd=PROJECT_ROOT, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: the object store at http://127.0.0.1:{port} is not reachable (MaxRetryError): start it with "
+        "`make services-up`, or set APPAREL_S3_ENDPOINT")
+
+
+def test_sql_errors_are_one_line(s3_lake):
+    def sql(query: str, **env) -> str:
+        proc = subprocess.run([sys.executable, "-m", "apparel.cli", "sql", query], env=s3_lake["env"] | env,
+                              capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
+        assert proc.returncode == 1
+        return proc.stderr.strip()
+
+    assert sql("SELECT * FROM gold.no_such_mart") == (
+        "error: Trino TABLE_NOT_FOUND: line 1:15: Table 'lakehouse.gold.no_such_mart' does not exist")
+    assert sql("SELECT 1", APPAREL_TRINO_URL="http://127.0.0.1:1") == (
+        "error: Trino is not reachable at http://127.0.0.1:1: start it with `make services-up`, or set APPAREL_TRINO_URL")
+
+
+def test_trino_script_refuses_a_jdk_older_than_24(tmp_path):
+    env = dict(os.environ, APPAREL_SERVICES_DIR=str(tmp_path), APPAREL_TRINO_JAVA_HOME="/usr/lib/jvm/java-17-openjdk-amd64")
+    proc = subprocess.run(["bash", str(PROJECT_ROOT / "scripts" / "trino.sh"), "start"], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1
+    assert "APPAREL_TRINO_JAVA_HOME=/usr/lib/jvm/java-17-openjdk-amd64 is not a JDK 24+" in proc.stderr
