@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -13,6 +14,9 @@ import pytest
 
 from apparel.config import PROJECT_ROOT, Settings, load_settings
 
+# Airflow reads AIRFLOW_HOME when it is first imported: give the test run its own, never ~/airflow
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="apparel-airflow-tests-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 def _shared_dataset() -> Path:
     """The store's real dataset: $APPAREL_SHARED_DATASET, else ../shared/datasets/django_apparel beside the
