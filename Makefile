@@ -6,21 +6,24 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+AIRFLOW_STAMP := $(VENV)/.airflow-installed
 DATASET ?=
 PYTEST_ARGS ?=
 
 JUPYTER_PORT ?= 8888
 
-.PHONY: setup run test unit seed status clean-lake help services-up services-down services-status superset \
-	superset-import jupyter
+.PHONY: setup airflow-setup run test unit seed status airflow airflow-stop clean-lake help services-up services-down \
+	services-status superset superset-import jupyter
 
 help:
 	@echo "make run    - seed the sample (or DATASET=dir) and run the pipeline on the embedded default"
-	@echo "make test   - run every test (unit, contract, integration; starts PostgreSQL itself)"
+	@echo "make test   - run every test (unit, contract, integration; starts PostgreSQL, the object store, Trino and Airflow itself)"
 	@echo "make setup  - create .venv and resolve the JVM jars"
 	@echo "make services-up / services-down - the object store (SeaweedFS), Trino and Superset, natively, no Docker"
 	@echo "make superset - Superset alone (needs SUPERSET_SECRET_KEY and SUPERSET_ADMIN_PASSWORD)"
 	@echo "make jupyter - JupyterLab on notebooks/ with the project's kernel (apparel)"
+	@echo "make airflow      - start Airflow 3.3 standalone with the project's DAGs (http://127.0.0.1:8080)"
+	@echo "make airflow-stop - stop it"
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,10 +35,24 @@ $(STAMP): requirements.txt pyproject.toml
 setup: $(STAMP)
 	@$(BIN)/apparel jars > /dev/null
 
+# Airflow shares the project's venv; constraints-airflow.txt pins every package it brings
+$(AIRFLOW_STAMP): $(STAMP) requirements-airflow.txt constraints-airflow.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt \
+		-r requirements-airflow.txt -c constraints-airflow.txt
+	@touch $(AIRFLOW_STAMP)
+
+airflow-setup: setup $(AIRFLOW_STAMP)
+
+airflow: airflow-setup
+	bash scripts/airflow.sh start
+
+airflow-stop:
+	bash scripts/airflow.sh stop
+
 run: setup
 	$(BIN)/apparel run $(if $(DATASET),--dataset $(DATASET),)
 
-test: setup
+test: airflow-setup
 	bash scripts/test.sh $(PYTEST_ARGS)
 
 unit: setup

@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
 
 from apparel.config import PROJECT_ROOT, Settings, load_settings
+
+# Airflow reads AIRFLOW_HOME when it is first imported: give the test run its own, never ~/airflow
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="apparel-airflow-tests-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 # the services stack with Superset, and gold in Trino: tests/stack_fixtures.py
 pytest_plugins = ["stack_fixtures"]

@@ -21,7 +21,7 @@ def test_compose_services_are_pinned_healthchecked_and_secret_free():
     for name in ("store-db", "object-store", "trino"):
         assert "healthcheck" in spec["services"][name], name
     # passwords and secret keys come from .env and have no default
-    for m in re.finditer(r"(?:PASSWORD|SECRET_KEY):\s*(.+)", text):
+    for m in re.finditer(r"^\s*\w*(?:PASSWORD|SECRET_KEY):\s*(.+)", text, re.MULTILINE):
         assert m.group(1).startswith("${") and ":?" in m.group(1), m.group(0)
 
 
@@ -48,6 +48,26 @@ def test_compose_trino_mounts_the_native_catalog_and_provides_every_variable_it_
     assert needed == set(trino["environment"]), "the catalog reads exactly what the service provides"
     # inside the compose network the store is reached by its service name
     assert trino["environment"]["APPAREL_S3_ENDPOINT"] == "http://object-store:9000"
+
+
+def test_compose_has_the_airflow_services_on_a_postgres_metadata_db():
+    spec = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
+    services = spec["services"]
+    for name in ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
+        svc = services[name]
+        assert svc["command"] == name.removeprefix("airflow-"), name
+        assert "healthcheck" in svc, name
+        assert svc["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+        env = svc["environment"]
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+        assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql")
+        assert "@airflow-db:5432/" in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+        assert env["AIRFLOW__CORE__DAGS_FOLDER"] == "/opt/apparel/dags"
+        assert "./dags:/opt/apparel/dags:ro" in svc["volumes"]
+        assert svc["image"].endswith(":3.3.2")
+    assert services["airflow-db"]["image"].startswith("postgres:15")
+    dockerfile = (PROJECT_ROOT / services["airflow-scheduler"]["build"]["dockerfile"]).read_text()
+    assert "FROM apache/airflow:3.3.2" in dockerfile and "constraints-airflow.txt" in dockerfile
 
 
 def test_env_example_documents_every_override():

@@ -47,7 +47,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env", default=None)
     parser.add_argument("--run-date", default=None, help="logical date; accepted like every job's, the marts cover all history")
     args = parser.parse_args(argv)
-    return run_job(lambda spark, settings: GoldBuild(spark, settings).run(), env=args.env, app_name="apparel-gold")
+
+    def body(spark, settings):
+        from apparel.jobs.silver import accounting_lines
+
+        GoldBuild(spark, settings).run()
+        print("the marts are built on the latest silver run:")
+        for line in accounting_lines(spark, Catalog(settings)):
+            print(line)
+
+    return run_job(body, env=args.env, app_name="apparel-gold")
 
 
 if __name__ == "__main__":
