@@ -146,6 +146,7 @@ def first_chain(af):
 def test_dags_build_the_same_gold_as_apparel_run(spark, af, first_chain, tmp_path):
     # the reference: the pipeline as `apparel run` runs it, on its own lakehouse, from the same store
     ref = settings_in(tmp_path, store_db=af["settings"].store_db)
+    shutil.copytree(af["settings"].landing, ref.landing)
     run_layers(spark, ref, ["bronze", "silver", "gold"], log=lambda m: None, run_date=date.fromisoformat(D1))
     ours, theirs = gold_figures(spark, af["catalog"]), gold_figures(spark, Catalog(ref))
     assert ours == theirs
@@ -165,6 +166,12 @@ def test_task_logs_show_the_row_accounting(first_chain):
         accounting = [ln for ln in log.splitlines() if "order_details" in ln and " = " in ln and "yes" in ln]
         assert accounting and "18,322 =   18,322 +" in accounting[-1], accounting
     assert "--run-date 2026-03-01" in first_chain["apparel_ingestion"]
+
+
+def test_marts_skip_the_query_layer_on_a_local_lakehouse(af, first_chain):
+    states = dict(metadata(af["home"], "SELECT task_id, state FROM task_instance WHERE dag_id = 'apparel_marts'"))
+    assert states == {"gold_build": "success", "refresh_query_layer": "skipped"}
+    assert "Trino reads only an s3a:// lakehouse" in first_chain["apparel_marts"]
 
 
 def test_asset_events_carry_the_run_date(af, first_chain):
