@@ -149,7 +149,7 @@ def refresh_query_layer() -> dict[str, str]:
     """The marts DAG's last step: register new lakehouse tables in Trino, so SQL users and dashboards see
     them at once (``apparel register``). Skipped when the lakehouse is on local disk, which Trino does not
     read; fails (and retries) when Trino is configured but does not answer."""
-    from airflow.exceptions import AirflowSkipException
+    from airflow.sdk.exceptions import AirflowSkipException
 
     from apparel.config import load_settings
     from apparel.errors import SetupError
