@@ -7,6 +7,15 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 export TZ=UTC  # the store's timestamps are naive; tests compare them as UTC
 mkdir -p artifacts
+# Debian's Chromium for the dashboard tests (Playwright drives it; browsers are never downloaded)
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "[test] installing Debian's chromium for the browser tests" >&2
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2
+  else
+    echo "[test] /usr/bin/chromium is missing: run 'sudo apt-get install chromium' (the browser test needs it)" >&2
+  fi
+fi
 services_were_up=0
 bash scripts/services.sh status >/dev/null 2>&1 && services_were_up=1
 status=0
