@@ -117,6 +117,7 @@ def test_every_dashboard_renders_in_chromium_without_chart_errors(stack, gold_in
             errors = page.locator("[data-test=chart-grid-component] [role=alert], "
                                   "[data-test=chart-grid-component] .ant-alert-error")
             assert errors.count() == 0, [errors.nth(i).inner_text() for i in range(errors.count())]
+            page.wait_for_timeout(1500)  # the charts' draw-in animations, so the screenshot shows whole lines
             page.screenshot(path=str(ARTIFACTS / f"{dash['slug']}.png"), full_page=True)
             print(f"{dash['slug']}: {n} charts in {time.monotonic() - started:.1f}s")
             if dash["slug"] == "sales-overview":
