@@ -189,11 +189,9 @@ def cmd_status(args) -> int:
 
 
 def cmd_jars(args) -> int:
-    from apparel.jars import packages_for, resolve
+    from apparel.jars import jars_for
 
-    settings = _settings(args)
-    for jar in resolve(packages_for(settings), settings.jars["cache_dir"],
-                       log=lambda m: print(m, file=sys.stderr, flush=True)):
+    for jar in jars_for(_settings(args), log=lambda m: print(m, file=sys.stderr, flush=True)):
         print(jar)
     return 0
 

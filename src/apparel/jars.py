@@ -37,6 +37,11 @@ def packages_for(settings) -> list[str]:
     return list(jars["packages"]) + (list(jars.get("s3_packages") or []) if with_s3 else [])
 
 
+def jars_for(settings, log=print) -> list[str]:
+    """Absolute paths of the jars ``settings`` need (:func:`packages_for`), resolved into the cache on first use."""
+    return resolve(packages_for(settings), settings.jars["cache_dir"], log=log)
+
+
 def pyspark_jars_dir() -> Path:
     import pyspark
 

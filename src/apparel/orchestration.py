@@ -130,13 +130,13 @@ class SparkJobOperator(SparkSubmitOperator):
 
     def execute(self, context: Any) -> None:
         from apparel.config import load_settings
-        from apparel.jars import packages_for, resolve
+        from apparel.jars import jars_for
 
         settings = load_settings()
         run_date = run_date_of(context).isoformat()
         self.log.info("lakehouse %s, store %s, run date %s", settings.lakehouse,
                       settings.store_db.split("@")[-1], run_date)
-        self.jars = ",".join(resolve(packages_for(settings), settings.jars["cache_dir"], log=self.log.info))
+        self.jars = ",".join(jars_for(settings, log=self.log.info))
         self.conf = {**launch_conf(settings), **(self.conf or {})}
         self.application_args = [*self.application_args, "--run-date", run_date]
         super().execute(context)

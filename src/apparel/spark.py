@@ -10,7 +10,7 @@ import os
 import sys
 
 from apparel.config import PROJECT_ROOT, Settings, resolve_path
-from apparel.jars import packages_for, resolve
+from apparel.jars import jars_for
 
 DELTA_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -74,8 +74,8 @@ def get_spark(settings: Settings, app_name: str | None = None):
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    jars = [] if os.environ.get("PYSPARK_GATEWAY_PORT") else resolve(
-        packages_for(settings), settings.jars["cache_dir"], log=lambda m: print(f"[setup] {m}", file=sys.stderr))
+    jars = [] if os.environ.get("PYSPARK_GATEWAY_PORT") else jars_for(
+        settings, log=lambda m: print(f"[setup] {m}", file=sys.stderr))
     conf = session_conf(settings, jars)
     if os.environ.get("PYSPARK_GATEWAY_PORT"):
         # launched by spark-submit: the JVM is up, so its master, jars and JVM options came from the command

@@ -18,6 +18,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 import urllib.request
 from datetime import date
 from pathlib import Path
@@ -54,11 +55,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def airflow_env(home: Path, settings, **extra: str) -> dict[str, str]:
+def airflow_env(home: Path, settings) -> dict[str, str]:
     """The environment `scripts/airflow.sh` gives Airflow, with AIRFLOW_HOME under the test's folder and the
     project's settings pointing at the test's lakehouse and store."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("APPAREL_", "AIRFLOW"))}
-    base.update({"APPAREL_AIRFLOW_HOME": str(home), **{k: v for k, v in extra.items() if k.startswith("APPAREL_AIRFLOW")}})
+    base["APPAREL_AIRFLOW_HOME"] = str(home)
     out = subprocess.run(["bash", str(SCRIPT), "env"], env=base, capture_output=True, text=True, check=True).stdout
     env = dict(base)
     for line in out.splitlines():
@@ -67,7 +68,7 @@ def airflow_env(home: Path, settings, **extra: str) -> dict[str, str]:
         env[key] = value
     env.update({"APPAREL_ENV": "ci", "APPAREL_LAKEHOUSE": settings.lakehouse, "APPAREL_LANDING": settings.landing,
                 "APPAREL_STORE_DB": settings.store_db, "APPAREL_REPORTS": settings.reports,
-                "APPAREL_AIRFLOW_RETRY_DELAY": "1", "TZ": "UTC", **extra})
+                "APPAREL_AIRFLOW_RETRY_DELAY": "1", "TZ": "UTC"})
     return env
 
 
@@ -270,7 +271,6 @@ def test_standalone_answers_its_health_endpoint(tmp_path):
                 dag_ids = {d["dag_id"] for d in json.load(resp)["dags"]}
             if dag_ids >= set(CHAIN):
                 break
-            import time
             time.sleep(2)
         assert dag_ids == set(CHAIN)
     finally:
