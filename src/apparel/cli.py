@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from apparel.config import Settings, load_settings
-from apparel.errors import ApparelError
+from apparel.runtime import one_line_error, parse_run_date
 
 
 _STARTED = time.monotonic()
@@ -35,36 +35,6 @@ def log(msg: str) -> None:
 
 def _settings(args) -> Settings:
     return load_settings(env=getattr(args, "env", None))
-
-
-def one_line_error(exc: BaseException) -> str:
-    """The first meaningful line of an error, including Spark/Java errors raised through py4j."""
-    if isinstance(exc, ApparelError):
-        return str(exc)
-    text = str(exc).strip()
-    java = getattr(exc, "java_exception", None)
-    if java is not None:
-        try:
-            text = str(java.toString())
-        except Exception:  # the JVM may be gone already
-            pass
-    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
-    return f"{type(exc).__name__}: {first}" if type(exc).__name__ not in first else first
-
-
-def run_job(body: Callable, env: str | None = None, app_name: str | None = None) -> int:
-    """Shared wrapper of the spark-submit entry points: settings, session, one-line errors."""
-    from apparel.spark import get_spark
-
-    try:
-        settings = load_settings(env=env)
-        spark = get_spark(settings, app_name=app_name)
-        body(spark, settings)
-        return 0
-    except Exception as exc:  # noqa: BLE001 - reported as one line, the log keeps the traceback
-        traceback.print_exc(file=sys.stderr)
-        print(f"error: {one_line_error(exc)}", file=sys.stderr)
-        return 1
 
 
 def check_object_store(settings: Settings) -> None:
@@ -97,7 +67,6 @@ def cmd_seed(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from apparel.jobs.silver import parse_run_date
     from apparel.pipeline import parse_layers, run_layers, summary_lines
     from apparel.seed import is_seeded, seed_dataset, seed_generated
     from apparel.spark import get_spark

@@ -25,12 +25,12 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from uuid import uuid4
 
 from apparel.catalog import Catalog, run_parallel
 from apparel.config import Settings
 from apparel.errors import AccountingError
 from apparel.objectstore import landing_file
+from apparel.runtime import new_batch_id, run_job
 from apparel.schemas import EXCEL_TABLES, STORE_TABLES, SourceTable
 from apparel.sources import frame_rows, read_workbook
 from apparel.store import StoreDB
@@ -98,10 +98,6 @@ class IngestResult:
 
 def _watermark_text(key: tuple[int, ...] | None) -> str | None:
     return None if key is None else ",".join(str(v) for v in key)
-
-
-def new_batch_id(now: datetime) -> str:
-    return f"{now:%Y%m%dT%H%M%SZ}-{uuid4().hex[:6]}"
 
 
 class BronzeIngest:
@@ -260,8 +256,6 @@ class BronzeIngest:
 
 def main(argv: list[str] | None = None) -> int:
     """spark-submit entry point: ``bronze_ingest.py [--group store|excel] [--env ENV] [--run-date D]``."""
-    from apparel.cli import run_job
-
     parser = argparse.ArgumentParser(prog="bronze_ingest", description=__doc__.splitlines()[0])
     parser.add_argument("--group", action="append", choices=sorted(GROUPS),
                         help="source group(s) to ingest (default: all)")

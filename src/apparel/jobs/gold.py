@@ -13,6 +13,7 @@ from apparel.catalog import Catalog
 from apparel.config import Settings
 from apparel.errors import SourceError
 from apparel.gold import build_marts
+from apparel.runtime import run_job
 
 INPUTS = ["silver.fct_order_lines", "silver.dim_product", "silver.dim_customer", "silver.dim_location"]
 
@@ -41,8 +42,6 @@ class GoldBuild:
 
 def main(argv: list[str] | None = None) -> int:
     """spark-submit entry point: ``gold_build.py [--run-date YYYY-MM-DD] [--env ENV]``."""
-    from apparel.cli import run_job
-
     parser = argparse.ArgumentParser(prog="gold_build", description=__doc__.splitlines()[0])
     parser.add_argument("--env", default=None)
     parser.add_argument("--run-date", default=None, help="logical date; accepted like every job's, the marts cover all history")

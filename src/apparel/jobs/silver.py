@@ -21,7 +21,7 @@ from apparel.config import Settings
 from apparel.contract import (TableResult, classify, deduplicate, flag_missing_orders, quarantine_rows,
                               reused_line_ids, valid_rows)
 from apparel.errors import AccountingError, SourceError
-from apparel.jobs.bronze import new_batch_id
+from apparel.runtime import new_batch_id, parse_run_date, run_job
 from apparel.schemas import SOURCES
 from apparel.silver import (FCT_ORDER_LINES_COLUMNS, build_dim_date, build_dim_location, build_fct_order_lines,
                             build_fct_orders, customer_attributes, product_attributes, resolve_orders,
@@ -209,19 +209,8 @@ def accounting_lines(spark, catalog: Catalog, run_id: str | None = None) -> list
     return lines
 
 
-def parse_run_date(text: str | None) -> date | None:
-    if not text:
-        return None
-    try:
-        return date.fromisoformat(text[:10])
-    except ValueError as exc:
-        raise SourceError(f"--run-date must be YYYY-MM-DD, got {text!r}") from exc
-
-
 def main(argv: list[str] | None = None) -> int:
     """spark-submit entry point: ``silver_build.py [--run-date YYYY-MM-DD] [--env ENV]``."""
-    from apparel.cli import run_job
-
     parser = argparse.ArgumentParser(prog="silver_build", description=__doc__.splitlines()[0])
     parser.add_argument("--env", default=None)
     parser.add_argument("--run-date", default=None, help="logical date: the SCD2 effective date (default today)")

@@ -1,0 +1,58 @@
+"""What every job and the CLI share at run time: batch and run ids, the run date, one-line errors and the
+spark-submit wrapper. Dependencies point one way: cli -> pipeline -> jobs -> runtime -> config/spark."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from datetime import date, datetime
+from typing import Callable
+from uuid import uuid4
+
+from apparel.config import load_settings
+from apparel.errors import ApparelError, SourceError
+
+
+def new_batch_id(now: datetime) -> str:
+    """A sortable, unique id for a bronze batch or a silver run: ``YYYYmmddTHHMMSSZ-<6 hex>``."""
+    return f"{now:%Y%m%dT%H%M%SZ}-{uuid4().hex[:6]}"
+
+
+def parse_run_date(text: str | None) -> date | None:
+    """``--run-date``: YYYY-MM-DD (a longer ISO timestamp is cut to its date); None when not given."""
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text[:10])
+    except ValueError as exc:
+        raise SourceError(f"--run-date must be YYYY-MM-DD, got {text!r}") from exc
+
+
+def one_line_error(exc: BaseException) -> str:
+    """The first meaningful line of an error, including Spark/Java errors raised through py4j."""
+    if isinstance(exc, ApparelError):
+        return str(exc)
+    text = str(exc).strip()
+    java = getattr(exc, "java_exception", None)
+    if java is not None:
+        try:
+            text = str(java.toString())
+        except Exception:  # noqa: BLE001 - the JVM may be gone already
+            pass
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
+    return f"{type(exc).__name__}: {first}" if type(exc).__name__ not in first else first
+
+
+def run_job(body: Callable, env: str | None = None, app_name: str | None = None) -> int:
+    """Shared wrapper of the spark-submit entry points: settings, session, one-line errors."""
+    from apparel.spark import get_spark
+
+    try:
+        settings = load_settings(env=env)
+        spark = get_spark(settings, app_name=app_name)
+        body(spark, settings)
+        return 0
+    except Exception as exc:  # noqa: BLE001 - reported as one line, the log keeps the traceback
+        traceback.print_exc(file=sys.stderr)
+        print(f"error: {one_line_error(exc)}", file=sys.stderr)
+        return 1
