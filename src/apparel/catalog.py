@@ -48,6 +48,9 @@ for _src in SOURCES.values():
              if _src.incremental else f"one row per {_src.name} source row in the latest snapshot")
 register("ops.ingest_runs", "one row per bronze table per ingest batch")
 register("ops.dq_results", "one row per source table per silver run: the contract's row accounting")
+register("ops.silver_batches", "one row per bronze batch (or master snapshot) a silver run consumed")
+register("ops.silver_runs", "one row per silver run that changed silver: what it touched, for gold")
+register("ops.gold_runs", "one row per gold run that changed gold: the silver run it caught up to")
 register("silver.dim_date", "one row per calendar day covering every order date, plus the unknown day (-1)")
 register("silver.dim_customer", "one row per customer version (SCD type 2), plus the unknown customer (-1)")
 register("silver.dim_product", "one row per product version (SCD type 2), plus the unknown product (-1)")
@@ -112,8 +115,13 @@ class Catalog:
         writer.save(self.path(name))
         return self.last_commit(df.sparkSession, name)
 
-    def append(self, df, name: str) -> dict:
-        df.write.format("delta").mode("append").save(self.path(name))
+    def append(self, df, name: str, merge_schema: bool = False) -> dict:
+        """Append in one commit; ``merge_schema`` adds new columns of ``df`` to an existing table (ops tables
+        that gained columns)."""
+        writer = df.write.format("delta").mode("append")
+        if merge_schema:
+            writer = writer.option("mergeSchema", "true")
+        writer.save(self.path(name))
         return self.last_commit(df.sparkSession, name)
 
     def overwrite_all(self, frames: dict[str, object], partition_by: dict[str, list[str]] | None = None,
@@ -125,6 +133,67 @@ class Catalog:
         partition_by = partition_by or {}
         return run_parallel({name: (lambda n=name: self.overwrite(frames[n], n, partition_by.get(n)))
                              for name in frames}, threads)
+
+    def version(self, spark, name: str) -> int | None:
+        """The table's current Delta version (None when it does not exist), from the Delta log on the driver:
+        no Spark job, so checking seven tables for news costs milliseconds."""
+        from py4j.protocol import Py4JJavaError
+
+        if not self.exists(spark, name):
+            return None
+        try:
+            log = spark._jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, self.path(name))
+            return int(log.update(False, spark._jvm.scala.Option.empty(), spark._jvm.scala.Option.empty()).version())
+        except (Py4JJavaError, TypeError, AttributeError):  # the internal API moved: ask the public one
+            return self.last_commit(spark, name)["version"]
+
+    def count(self, spark, name: str) -> int:
+        """Rows of the table (Delta answers an unfiltered count from its file statistics)."""
+        return self.read(spark, name).count()
+
+    def merge_changes(self, name: str, new, old, key: list[str], null_safe: bool = False) -> dict:
+        """Make the rows of ``old`` (the table's current rows in some scope) become ``new`` (the same scope
+        recomputed), in one Delta MERGE that touches only what differs: rows of ``new`` not in ``old`` are
+        updated or inserted by ``key``, keys of ``old`` missing from ``new`` are deleted. Nothing differs: no
+        commit. ``key`` must be unique in both; ``null_safe`` matches keys with ``<=>`` (nulls equal).
+
+        Returns ``{"upserts", "deletes", "version", "metrics"}``; the commit's metrics are checked against the
+        counted changes, so a row lost or doubled by the MERGE fails the run."""
+        from delta.tables import DeltaTable
+        from pyspark.sql import functions as F
+
+        from apparel.errors import AccountingError
+
+        cols = [c for c in new.columns]
+        upserts = new.select(*cols).subtract(old.select(*cols))
+        old_keys, new_keys = old.select(*key), new.select(*key)
+        if null_safe:
+            cond = [old_keys[k].eqNullSafe(new_keys[k]) for k in key]
+            deletes = old_keys.join(new_keys, cond, "left_anti")
+        else:
+            deletes = old_keys.join(new_keys, key, "left_anti")
+        staged = (upserts.withColumn("_delete", F.lit(False))
+                  .unionByName(deletes.withColumn("_delete", F.lit(True)), allowMissingColumns=True)
+                  .localCheckpoint())
+        n = {r["_delete"]: int(r["n"]) for r in staged.groupBy("_delete").agg(F.count(F.lit(1)).alias("n")).collect()}
+        n_up, n_del = n.get(False, 0), n.get(True, 0)
+        if n_up == 0 and n_del == 0:
+            return {"upserts": 0, "deletes": 0, "version": None, "metrics": {}}
+        op = "<=>" if null_safe else "="
+        cond = " AND ".join(f"t.`{k}` {op} s.`{k}`" for k in key)
+        (DeltaTable.forPath(new.sparkSession, self.path(name)).alias("t").merge(staged.alias("s"), cond)
+         .whenMatchedDelete(condition="s._delete")
+         .whenMatchedUpdate(condition="NOT s._delete", set={c: f"s.`{c}`" for c in cols if c not in key})
+         .whenNotMatchedInsert(condition="NOT s._delete", values={c: f"s.`{c}`" for c in cols})
+         .execute())
+        commit = self.last_commit(new.sparkSession, name)
+        m = commit["metrics"]
+        done_up = int(m.get("numTargetRowsInserted", 0)) + int(m.get("numTargetRowsUpdated", 0))
+        done_del = int(m.get("numTargetRowsDeleted", 0))
+        if (done_up, done_del) != (n_up, n_del):
+            raise AccountingError(f"{name}: MERGE (version {commit['version']}) upserted {done_up} and deleted "
+                                  f"{done_del} row(s), expected {n_up} and {n_del}")
+        return {"upserts": n_up, "deletes": n_del, "version": commit["version"], "metrics": m}
 
     def last_commit(self, spark, name: str) -> dict:
         """``{"version", "operation", "metrics", "rows", "timestamp"}`` of the newest commit; ``rows`` is the

@@ -1,7 +1,8 @@
 """The ``apparel`` command line.
 
     apparel seed [--dataset DIR | --scale N [--seed S]]   load the store database and the landing area
-    apparel run [--layers bronze,...] [--dataset DIR]     the main job (seeds the sample if the store is empty)
+    apparel run [--layers bronze,...] [--dataset DIR] [--full-refresh]
+                                                          the main job (seeds the sample if the store is empty)
     apparel query "SQL"                                   Spark SQL over the lakehouse tables (bronze.orders, ...)
     apparel sql "SQL"                                     Trino SQL over the lakehouse (lakehouse.gold.dm_..., ...)
     apparel register                                      register the s3a:// lakehouse's tables in Trino
@@ -83,7 +84,8 @@ def cmd_run(args) -> int:
         seed_generated(settings, log=log)
     log(f"[spark] starting ({settings.spark['master']}); lakehouse {settings.lakehouse}")
     spark = get_spark(settings)
-    summary = run_layers(spark, settings, layers, log=log, run_date=parse_run_date(args.run_date))
+    summary = run_layers(spark, settings, layers, log=log, run_date=parse_run_date(args.run_date),
+                         full_refresh=args.full_refresh)
     log(f"done in {time.monotonic() - started:.1f}s")
     for line in summary_lines(summary, layers):
         print(f"  {line}")
@@ -182,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", help="comma-separated layers to run (default: all)")
     p.add_argument("--dataset", help="seed this dataset folder first")
     p.add_argument("--run-date", help="logical date (YYYY-MM-DD): the SCD2 effective date; default today (UTC)")
+    p.add_argument("--full-refresh", action="store_true",
+                   help="rebuild silver and gold from all of bronze instead of processing only what is new")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("query", help="Spark SQL over the lakehouse tables, e.g. \"SELECT count(*) FROM bronze.orders\"")

@@ -38,6 +38,7 @@ class TableResult:
     rows_read: int = 0
     rows_written: int = 0
     duplicates_removed: int = 0
+    rows_new: int = 0         # rows first seen by this run (the rest were judged again, for their scope)
     quarantined: dict[str, int] = field(default_factory=dict)
     warnings: dict[str, int] = field(default_factory=dict)
 

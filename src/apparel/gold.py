@@ -169,14 +169,16 @@ def dm_basket_pairs(lines: DataFrame, dim_product: DataFrame) -> DataFrame:
 
 
 def build_marts(lines: DataFrame, dim_product: DataFrame, dim_customer: DataFrame,
-                dim_location: DataFrame) -> dict[str, DataFrame]:
-    return {
-        "dm_sales_monthly": dm_sales_monthly(lines),
-        "dm_product_monthly": dm_product_monthly(lines, dim_product),
-        "dm_product_ranking": dm_product_ranking(lines, dim_product),
-        "dm_region_monthly": dm_region_monthly(lines, dim_location),
-        "dm_category_gender_monthly": dm_category_gender_monthly(lines, dim_product, dim_customer),
-        "dm_customer_rfm": dm_customer_rfm(lines, dim_customer),
-        "dm_customer_cohorts": dm_customer_cohorts(lines),
-        "dm_basket_pairs": dm_basket_pairs(lines, dim_product),
+                dim_location: DataFrame, only: list[str] | None = None) -> dict[str, DataFrame]:
+    """The marts (all of them, or those named in ``only``) as plans over the given fact lines."""
+    builders = {
+        "dm_sales_monthly": lambda: dm_sales_monthly(lines),
+        "dm_product_monthly": lambda: dm_product_monthly(lines, dim_product),
+        "dm_product_ranking": lambda: dm_product_ranking(lines, dim_product),
+        "dm_region_monthly": lambda: dm_region_monthly(lines, dim_location),
+        "dm_category_gender_monthly": lambda: dm_category_gender_monthly(lines, dim_product, dim_customer),
+        "dm_customer_rfm": lambda: dm_customer_rfm(lines, dim_customer),
+        "dm_customer_cohorts": lambda: dm_customer_cohorts(lines),
+        "dm_basket_pairs": lambda: dm_basket_pairs(lines, dim_product),
     }
+    return {name: build() for name, build in builders.items() if only is None or name in only}

@@ -12,24 +12,25 @@ from apparel.errors import ConfigError
 LAYER_ORDER = ("bronze", "silver", "gold")
 
 
-def _run_bronze(spark, settings: Settings, log, run_date) -> dict:
+def _run_bronze(spark, settings: Settings, log, run_date, full_refresh=False) -> dict:
     from apparel.jobs.bronze import BronzeIngest
 
     results = BronzeIngest(spark, settings, log=log).run()
     return {"bronze": {r.table: r.rows_written for r in results}}
 
 
-def _run_silver(spark, settings: Settings, log, run_date) -> dict:
+def _run_silver(spark, settings: Settings, log, run_date, full_refresh=False) -> dict:
     from apparel.jobs.silver import SilverBuild
 
-    result = SilverBuild(spark, settings, run_date=run_date, log=log).run()
-    return {"silver": result.written, "contract": result.tables, "silver_run_id": result.run_id}
+    result = SilverBuild(spark, settings, run_date=run_date, log=log, full_refresh=full_refresh).run()
+    return {"silver": result.written, "contract": result.tables, "silver_mode": result.mode,
+            "silver_run_id": result.run_id if result.mode != "unchanged" else None}
 
 
-def _run_gold(spark, settings: Settings, log, run_date) -> dict:
+def _run_gold(spark, settings: Settings, log, run_date, full_refresh=False) -> dict:
     from apparel.jobs.gold import GoldBuild
 
-    return {"gold": GoldBuild(spark, settings, log=log).run()}
+    return {"gold": GoldBuild(spark, settings, log=log, full_refresh=full_refresh).run()}
 
 
 RUNNERS: dict[str, Callable] = {"bronze": _run_bronze, "silver": _run_silver, "gold": _run_gold}
@@ -45,17 +46,20 @@ def parse_layers(text: str | None) -> list[str]:
     return [layer for layer in LAYER_ORDER if layer in wanted]
 
 
-def run_layers(spark, settings: Settings, layers: list[str], log=print, run_date: date | None = None) -> dict:
-    """Run ``layers`` in order in one Spark session; returns rows written per layer and the contract results."""
+def run_layers(spark, settings: Settings, layers: list[str], log=print, run_date: date | None = None,
+               full_refresh: bool = False) -> dict:
+    """Run ``layers`` in order in one Spark session; returns rows written per layer and the contract results.
+    ``full_refresh`` rebuilds silver and gold from all of bronze instead of catching up incrementally."""
     summary: dict = {}
     for layer in layers:
-        summary.update(RUNNERS[layer](spark, settings, log, run_date))
+        summary.update(RUNNERS[layer](spark, settings, log, run_date, full_refresh))
     return summary
 
 
 def summary_lines(summary: dict, layers: list[str]) -> list[str]:
     """Rows per layer, then quarantine and warnings of the contract."""
     lines = [f"{layer:<7} {sum(summary[layer].values()):>10,} rows written in {len(summary[layer])} tables"
+             + (f" ({summary['silver_mode']})" if layer == "silver" and summary.get("silver_mode") else "")
              for layer in layers if layer in summary]
     tables = summary.get("contract") or {}
     if tables:

@@ -105,15 +105,21 @@ def _fingerprint(cols: list[str]) -> Column:
     return F.sha2(F.concat_ws("\u0001", *[F.coalesce(F.col(c).cast("string"), F.lit("\u0000")) for c in cols]), 256)
 
 
-def scd2_merge(current: DataFrame | None, incoming: DataFrame, natural_key: str, surrogate_key: str,
-               tracked: list[str], effective: date) -> DataFrame:
-    """The next version of an SCD2 dimension (without its unknown member).
+def scd2_changes(current: DataFrame | None, incoming: DataFrame, natural_key: str, surrogate_key: str,
+                 tracked: list[str], effective: date) -> DataFrame:
+    """What a load of ``incoming`` changes in an SCD2 dimension: the staged updates of a Delta MERGE.
 
-    ``current``: the dimension as stored (may be None on the first run); ``incoming``: one row per natural
-    key with the attribute columns. Unchanged and vanished keys keep their rows; a changed key gets its
-    current version closed on ``effective`` and a new current version with a new surrogate key (a version
-    opened on ``effective`` itself is corrected in place); a new key gets a first version from 1900-01-01.
-    New surrogate keys continue after the largest existing one, in natural-key order, so keys are stable.
+    ``current``: the dimension as stored (None or empty on the first load); ``incoming``: one row per natural
+    key with the attribute columns. One row per change, with the dimension's columns plus ``_action``:
+
+    - ``close``: the current version of a changed key, its ``valid_to`` set to the effective date, or to its own
+      ``valid_from`` when that is later (a run dated before the version opened: ``_out_of_order`` is true, and
+      the later version is closed, never rewritten);
+    - ``correct``: the current version opened on the effective date itself gets the new attributes in place;
+    - ``insert``: a new version (after a ``close``) or a new key's first version, valid from 1900-01-01.
+
+    Unchanged and vanished keys have no row. New surrogate keys continue after the largest existing one, in
+    natural-key order, so keys never move and a replay gives the same keys.
     """
     attrs = [c for c in incoming.columns if c != natural_key]
     out_cols = [surrogate_key, natural_key, *attrs, *SCD_COLUMNS]
@@ -121,31 +127,55 @@ def scd2_merge(current: DataFrame | None, incoming: DataFrame, natural_key: str,
     if current is None:
         current = incoming.sparkSession.createDataFrame([], _scd_schema(incoming, surrogate_key))
     current = current.where(F.col(surrogate_key) != UNKNOWN_KEY).select(*out_cols)
-    history = current.where(~F.col("is_current"))
     open_rows = current.where(F.col("is_current"))
 
     inc = incoming.select(natural_key, *[F.col(a).alias(f"_in_{a}") for a in attrs],
                           _fingerprint(tracked).alias("_in_fp"))
     cur = open_rows.withColumn("_cur_fp", _fingerprint(tracked))
-    j = cur.join(inc, natural_key, "full_outer")
-    has_cur, has_in = F.col(surrogate_key).isNotNull(), F.col("_in_fp").isNotNull()
-    changed = has_cur & has_in & (F.col("_cur_fp") != F.col("_in_fp"))
-    same_day = changed & (F.col("valid_from") >= eff)
+    j = cur.join(inc, natural_key, "right_outer")
+    has_cur = F.col(surrogate_key).isNotNull()
+    changed = has_cur & (F.col("_cur_fp") != F.col("_in_fp"))
+    same_day = changed & (F.col("valid_from") == eff)
+    late = changed & (F.col("valid_from") > eff)
+    new_attrs = [F.col(f"_in_{a}").alias(a) for a in attrs]
 
-    keep = j.where(has_cur & ~changed).select(*out_cols)
-    corrected = j.where(same_day).select(surrogate_key, natural_key, *[F.col(f"_in_{a}").alias(a) for a in attrs],
-                                         "valid_from", "valid_to", "is_current")
-    closed = j.where(changed & ~same_day).select(surrogate_key, natural_key, *attrs,
-                                                  "valid_from", eff.alias("valid_to"), F.lit(False).alias("is_current"))
+    close = j.where(changed & ~same_day).select(
+        surrogate_key, natural_key, *attrs, "valid_from", F.greatest(eff, F.col("valid_from")).alias("valid_to"),
+        F.lit(False).alias("is_current"), F.lit("close").alias("_action"), late.alias("_out_of_order"))
+    correct = j.where(same_day).select(
+        surrogate_key, natural_key, *new_attrs, "valid_from", "valid_to", "is_current",
+        F.lit("correct").alias("_action"), F.lit(False).alias("_out_of_order"))
     fresh = j.where((changed & ~same_day) | ~has_cur).select(
-        natural_key, *[F.col(f"_in_{a}").alias(a) for a in attrs],
-        F.when(has_cur, eff).otherwise(_date(OPEN_FROM)).alias("valid_from"),
+        natural_key, *new_attrs,
+        F.when(has_cur, F.greatest(eff, F.col("valid_from"))).otherwise(_date(OPEN_FROM)).alias("valid_from"),
         _date(OPEN_TO).alias("valid_to"), F.lit(True).alias("is_current"))
     max_key = current.agg(F.coalesce(F.max(surrogate_key), F.lit(0)).alias("m"))
     numbered = fresh.crossJoin(max_key).withColumn(
         surrogate_key, (F.col("m") + F.row_number().over(Window.orderBy(natural_key))).cast("bigint"))
-    return (history.unionByName(keep).unionByName(corrected).unionByName(closed)
-            .unionByName(numbered.select(*out_cols)))
+    insert = numbered.select(*out_cols, F.lit("insert").alias("_action"), F.lit(False).alias("_out_of_order"))
+    return close.unionByName(correct).unionByName(insert)
+
+
+def scd2_apply(current: DataFrame | None, changes: DataFrame, surrogate_key: str) -> DataFrame:
+    """The dimension after ``changes`` (from :func:`scd2_changes`), as a DataFrame: what the Delta MERGE of the
+    silver job writes, for tests and for a first load (without the unknown member)."""
+    out_cols = [c for c in changes.columns if not c.startswith("_")]
+    rows = changes.select(*out_cols)
+    if current is None:
+        return rows
+    current = current.where(F.col(surrogate_key) != UNKNOWN_KEY).select(*out_cols)
+    touched = changes.where(F.col("_action") != "insert").select(surrogate_key)
+    return current.join(touched, surrogate_key, "left_anti").unionByName(rows)
+
+
+def scd2_merge(current: DataFrame | None, incoming: DataFrame, natural_key: str, surrogate_key: str,
+               tracked: list[str], effective: date) -> DataFrame:
+    """The next version of an SCD2 dimension (without its unknown member): :func:`scd2_changes` applied to
+    ``current``. Unchanged and vanished keys keep their rows; a changed key gets its current version closed
+    on ``effective`` and a new current version with a new surrogate key (a version opened on ``effective``
+    itself is corrected in place); a new key gets a first version from 1900-01-01."""
+    return scd2_apply(current, scd2_changes(current, incoming, natural_key, surrogate_key, tracked, effective),
+                      surrogate_key)
 
 
 def _scd_schema(incoming: DataFrame, surrogate_key: str) -> str:

@@ -1,56 +1,163 @@
-"""Gold build: the datamarts at ``<lakehouse>/gold/<table>``, from the silver facts and dimensions.
+"""Gold build: the datamarts at ``<lakehouse>/gold/<table>``, from the silver facts and dimensions only.
 
-Inputs: ``silver.fct_order_lines``, ``silver.dim_product``, ``silver.dim_customer``, ``silver.dim_location``.
-Outputs: the eight ``dm_*`` tables (grains in :mod:`apparel.gold`), each replaced in one Delta commit.
+Inputs: ``silver.fct_order_lines``, ``silver.dim_product``, ``silver.dim_customer``, ``silver.dim_location``,
+and ``ops.silver_runs`` (what each silver run changed). Outputs: the eight ``dm_*`` tables (grains in
+:mod:`apparel.gold`) and one row per gold run that changed gold in ``ops.gold_runs``.
+
+**Incremental.** Gold catches up with the silver runs after the one it last consumed:
+
+- none: nothing is written;
+- a monthly mart (``dm_sales_monthly``, ``dm_product_monthly``, ``dm_region_monthly``,
+  ``dm_category_gender_monthly``) is recomputed for the order months whose fact lines changed, and replaces
+  those months only (``replaceWhere``, one commit; ``dm_sales_monthly`` also the following month, whose
+  month-over-month change depends on it). When a dimension whose labels it shows changed, the whole mart;
+- a mart defined over all of history (ranking, RFM, cohorts, basket) is rewritten when its inputs changed.
+
+A full silver run, a missing mart, or ``full_refresh`` rewrites every mart.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from datetime import date, datetime, timezone
 
-from apparel.catalog import Catalog
+from apparel.accounting import accounting_lines
+from apparel.catalog import Catalog, run_parallel
 from apparel.config import Settings
 from apparel.errors import SourceError
 from apparel.gold import build_marts
-from apparel.runtime import run_job
+from apparel.runtime import new_batch_id, run_job
 
 INPUTS = ["silver.fct_order_lines", "silver.dim_product", "silver.dim_customer", "silver.dim_location"]
+MARTS = ["dm_sales_monthly", "dm_product_monthly", "dm_product_ranking", "dm_region_monthly",
+         "dm_category_gender_monthly", "dm_customer_rfm", "dm_customer_cohorts", "dm_basket_pairs"]
+# what each mart reads besides the fact lines; a change in one of these rewrites the mart whole
+LABELS = {
+    "dm_sales_monthly": set(),
+    "dm_product_monthly": {"silver.dim_product"},
+    "dm_product_ranking": {"silver.dim_product"},
+    "dm_region_monthly": {"silver.dim_location"},
+    "dm_category_gender_monthly": {"silver.dim_product", "silver.dim_customer"},
+    "dm_customer_rfm": {"silver.dim_customer"},
+    "dm_customer_cohorts": set(),
+    "dm_basket_pairs": {"silver.dim_product"},
+}
+MONTHLY = {"dm_sales_monthly", "dm_product_monthly", "dm_region_monthly", "dm_category_gender_monthly"}
+RUNS_SCHEMA = "run_id STRING, run_at TIMESTAMP, silver_seq BIGINT, mode STRING, tables ARRAY<STRING>"
+
+
+def _add_months(d: date, n: int) -> date:
+    m = d.year * 12 + d.month - 1 + n
+    return date(m // 12, m % 12 + 1, 1)
+
+
+def plan(silver_runs: list[dict], full: bool) -> dict[str, object]:
+    """What each mart needs after ``silver_runs`` (rows of ``ops.silver_runs`` not consumed yet): ``"full"``,
+    a sorted list of months to replace, or nothing (absent)."""
+    if full or any(r["mode"] == "full" for r in silver_runs):
+        return {m: "full" for m in MARTS}
+    changed = {t for r in silver_runs for t in r["changed_tables"] or []}
+    months = sorted({m for r in silver_runs for m in r["touched_months"] or []})
+    facts = "silver.fct_order_lines" in changed and bool(months)
+    out: dict[str, object] = {}
+    for mart in MARTS:
+        if LABELS[mart] & changed:
+            out[mart] = "full"
+        elif facts:
+            if mart not in MONTHLY:
+                out[mart] = "full"
+            elif mart == "dm_sales_monthly":  # the next month's month-over-month change moves too
+                out[mart] = sorted(set(months) | {_add_months(m, 1) for m in months})
+            else:
+                out[mart] = months
+    return out
 
 
 class GoldBuild:
-    def __init__(self, spark, settings: Settings, log=print):
+    def __init__(self, spark, settings: Settings, log=print, full_refresh: bool = False):
         self.spark = spark
         self.catalog = Catalog(settings)
         self.threads = int(settings.spark.get("write_threads", 4))
         self.log = log
+        self.full_refresh = full_refresh
+
+    def _pending(self) -> tuple[list[dict], int | None, bool]:
+        """Silver runs gold has not consumed yet, the newest silver seq, and whether gold must start over."""
+        from pyspark.sql import functions as F
+
+        last = None
+        if self.catalog.exists(self.spark, "ops.gold_runs"):
+            last = self.catalog.read(self.spark, "ops.gold_runs").agg(F.max("silver_seq")).collect()[0][0]
+        if not self.catalog.exists(self.spark, "ops.silver_runs"):
+            return [], None, True
+        runs = self.catalog.read(self.spark, "ops.silver_runs")
+        pending = [r.asDict() for r in runs.where(F.col("seq") > (last if last is not None else -1)).collect()]
+        newest = max([r["seq"] for r in pending], default=last)
+        missing = not all(self.catalog.exists(self.spark, f"gold.{m}") for m in MARTS)
+        return pending, newest, last is None or missing
 
     def run(self) -> dict[str, int]:
         missing = [n for n in INPUTS if not self.catalog.exists(self.spark, n)]
         if missing:
             raise SourceError(f"{', '.join(missing)} not built yet: run the silver layer first")
+        pending, newest, start_over = self._pending()
+        todo = plan(pending, self.full_refresh or start_over)
+        if not todo:
+            self.log("[gold] no silver change since the last gold run; nothing written")
+            return {}
+        full = sorted(m for m, v in todo.items() if v == "full")
+        partial = {m: v for m, v in todo.items() if v != "full"}
+        self.log(f"[gold] rewriting {', '.join(full) or 'no mart'}"
+                 + (f"; replacing {len(next(iter(partial.values())))} month(s) of {', '.join(partial)}"
+                    if partial else ""))
         lines, dim_product, dim_customer, dim_location = (self.catalog.read(self.spark, n) for n in INPUTS)
-        lines = lines.localCheckpoint()
-        self.log("[gold] building the datamarts")
-        marts = {f"gold.{t}": df for t, df in build_marts(lines, dim_product, dim_customer, dim_location).items()}
-        commits = self.catalog.overwrite_all(marts, threads=self.threads)
+        tasks = {}
+        if full:
+            all_lines = lines.localCheckpoint() if len(full) > 1 else lines
+            marts = build_marts(all_lines, dim_product, dim_customer, dim_location)
+            for m in full:
+                tasks[f"gold.{m}"] = (lambda m=m: self.catalog.overwrite(marts[m], f"gold.{m}"))
+        for m, months in partial.items():
+            tasks[f"gold.{m}"] = (lambda m=m, months=months: self._replace_months(
+                m, months, lines, dim_product, dim_customer, dim_location))
+        commits = run_parallel(tasks, self.threads)
         written = {name: c["rows"] for name, c in commits.items()}
         for name, n in written.items():
-            self.log(f"  {name:<33} {n:>7,} rows")
+            self.log(f"  {name:<33} {n:>7,} rows {'(replaced months)' if name[5:] in partial else ''}".rstrip())
+        self._record(newest, "full" if not partial else "incremental", sorted(written))
         return written
+
+    def _replace_months(self, mart: str, months: list[date], lines, dim_product, dim_customer, dim_location) -> dict:
+        """Recompute ``mart`` for ``months`` from the fact lines of those months (and, for the month-over-month
+        change, the month before each) and replace exactly those months in one commit."""
+        from pyspark.sql import functions as F
+
+        needed = set(months) | ({_add_months(m, -1) for m in months} if mart == "dm_sales_monthly" else set())
+        subset = lines.where(F.col("order_month").isin(sorted(needed)))
+        df = build_marts(subset, dim_product, dim_customer, dim_location, only=[mart])[mart]
+        df = df.where(F.col("month").isin(months))
+        where = "month IN (" + ", ".join(f"DATE'{m.isoformat()}'" for m in months) + ")"
+        df.write.format("delta").mode("overwrite").option("replaceWhere", where).save(
+            self.catalog.path(f"gold.{mart}"))
+        return self.catalog.last_commit(self.spark, f"gold.{mart}")
+
+    def _record(self, silver_seq: int | None, mode: str, tables: list[str]) -> None:
+        now = datetime.now(timezone.utc)
+        row = [(new_batch_id(now), now.replace(tzinfo=None), silver_seq, mode, tables)]
+        self.catalog.append(self.spark.createDataFrame(row, RUNS_SCHEMA), "ops.gold_runs")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """spark-submit entry point: ``gold_build.py [--run-date YYYY-MM-DD] [--env ENV]``."""
+    """spark-submit entry point: ``gold_build.py [--run-date YYYY-MM-DD] [--full-refresh] [--env ENV]``."""
     parser = argparse.ArgumentParser(prog="gold_build", description=__doc__.splitlines()[0])
     parser.add_argument("--env", default=None)
     parser.add_argument("--run-date", default=None, help="logical date; accepted like every job's, the marts cover all history")
+    parser.add_argument("--full-refresh", action="store_true", help="rewrite every mart from silver")
     args = parser.parse_args(argv)
 
     def body(spark, settings):
-        from apparel.jobs.silver import accounting_lines
-
-        GoldBuild(spark, settings).run()
+        GoldBuild(spark, settings, full_refresh=args.full_refresh).run()
         print("the marts are built on the latest silver run:")
         for line in accounting_lines(spark, Catalog(settings)):
             print(line)
