@@ -8,7 +8,8 @@ gold, quarantine, ops). No row changes:
   alone (no commit).
 - VACUUM deletes the files that no version younger than the retention needs (``maintenance.retention_hours``,
   ``APPAREL_MAINTENANCE_RETENTION_HOURS``, default 168 h): time travel works within the retention, not
-  beyond it. Delta refuses less than 168 h unless the Spark session sets
+  beyond it. It writes no commit (Delta's VACUUM START/END entries are switched off for the job), so a
+  table's version changes only when OPTIMIZE compacts it. Delta refuses less than 168 h unless the Spark session sets
   ``spark.databricks.delta.retentionDurationCheck.enabled=false`` (tests only: a shorter retention can delete
   files that a running query still reads). The job checks that before it touches any table.
 
@@ -22,7 +23,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 from apparel.catalog import TABLES, Catalog, run_parallel
 from apparel.config import Settings
@@ -31,6 +34,14 @@ from apparel.runtime import hours, one_line_error, run_job
 
 DELTA_MIN_RETENTION_HOURS = 168
 RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
+# VACUUM lists a table's files in a Spark job of this many tasks; Spark's default is 10,000, which on a few cores
+# makes VACUUM of a small table take minutes. The job uses the session's default parallelism (its cores)
+# unless the settings name a value (spark.conf).
+LISTING_PARALLELISM = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
+# Delta records each VACUUM as two commits (VACUUM START, VACUUM END) on local storage: two new versions of every
+# table each week that change nothing. Off, unless the settings name a value: maintenance then adds a version
+# only where OPTIMIZE compacts, so "a new Delta version" keeps meaning "something was written".
+VACUUM_LOGGING = "spark.databricks.delta.vacuum.logging.enabled"
 
 
 @dataclass
@@ -54,6 +65,22 @@ def check_retention(spark, hours: int) -> None:
         "would delete files that time travel and running queries may still need. Use 168 or more "
         "(APPAREL_MAINTENANCE_RETENTION_HOURS, --retention-hours); a shorter one is for tests only, in a "
         f"session with {RETENTION_CHECK}=false")
+
+
+@contextmanager
+def session_conf(spark, values: dict[str, str]) -> Iterator[None]:
+    """Set SQL settings of the running session for a block, then put the previous values back."""
+    before = {k: spark.conf.get(k, None) for k in values}
+    for key, value in values.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
 
 
 def stored_files(spark, path: str) -> int:
@@ -117,8 +144,12 @@ class Maintenance:
                 self.log(f"  {name:<36} failed: {one_line_error(exc)}")
                 return exc
 
-        outcome = run_parallel({n: (lambda n=n: attempt(n)) for n in names},
-                               int(self.settings.spark.get("write_threads", 4)))
+        defaults = {LISTING_PARALLELISM: str(max(1, self.spark.sparkContext.defaultParallelism)),
+                    VACUUM_LOGGING: "false"}
+        conf = {k: v for k, v in defaults.items() if k not in (self.settings.spark.get("conf") or {})}
+        with session_conf(self.spark, conf):
+            outcome = run_parallel({n: (lambda n=n: attempt(n)) for n in names},
+                                   int(self.settings.spark.get("write_threads", 4)))
         results = [r for r in outcome.values() if isinstance(r, MaintainResult)]
         failed = {n: r for n, r in outcome.items() if not isinstance(r, MaintainResult)}
         self.log(f"[maintain] {len(results)} table(s): files {sum(r.files_before for r in results):,} -> "
