@@ -14,14 +14,13 @@ The logical date is passed as `--run-date`, so a backfill replays the dates it c
 already-landed date appends nothing. Schedule: `APPAREL_INGEST_SCHEDULE` (default `@daily`).
 """
 
-import os
 from airflow.sdk import DAG
 
-from apparel.orchestration import SparkJobOperator, assets, bronze_tables, dag_defaults
+from apparel.orchestration import SparkJobOperator, assets, bronze_tables, dag_defaults, schedule
 
 with DAG(
     dag_id="apparel_ingestion",
-    schedule=os.environ.get("APPAREL_INGEST_SCHEDULE", "@daily"),
+    schedule=schedule("apparel_ingestion"),
     max_active_tasks=1,
     doc_md=__doc__,
     **dag_defaults("bronze"),

@@ -7,6 +7,7 @@
     apparel sql "SQL"                                     Trino SQL over the lakehouse (lakehouse.gold.dm_..., ...)
     apparel register                                      register the s3a:// lakehouse's tables in Trino
     apparel status                                        rows, Delta version and last batch of every table
+    apparel maintain [--retention-hours H]                OPTIMIZE and VACUUM every table
     apparel jars                                          resolve and print the cached JVM jars
 
 A failure exits non-zero with a one-line reason; ``--debug`` (or APPAREL_DEBUG=1) shows the traceback.
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from apparel.config import Settings, load_settings
-from apparel.runtime import one_line_error, parse_run_date
+from apparel.runtime import hours, one_line_error, parse_run_date
 
 
 _STARTED = time.monotonic()
@@ -159,6 +160,16 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_maintain(args) -> int:
+    from apparel.jobs.maintain import Maintenance
+    from apparel.spark import get_spark
+
+    settings = _settings(args)
+    log(f"[spark] starting ({settings.spark['master']}); lakehouse {settings.lakehouse}")
+    Maintenance(get_spark(settings), settings, log=log, retention_hours=args.retention_hours).run()
+    return 0
+
+
 def cmd_jars(args) -> int:
     from apparel.jars import jars_for
 
@@ -203,6 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", help="rows, Delta version and last batch of every table")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("maintain", help="OPTIMIZE and VACUUM every lakehouse table (compaction, old files)")
+    p.add_argument("--retention-hours", type=hours, default=None,
+                   help="keep the files of versions younger than this (default: maintenance.retention_hours, 168)")
+    p.set_defaults(func=cmd_maintain)
 
     p = sub.add_parser("jars", help="resolve the JVM jars into the cache and print their paths")
     p.set_defaults(func=cmd_jars)

@@ -28,6 +28,8 @@ ENV_OVERRIDES: dict[str, str] = {
     "APPAREL_SPARK_MASTER": "spark.master",
     "APPAREL_SPARK_DRIVER_MEMORY": "spark.driver_memory",
     "APPAREL_JDBC_PARTITIONS": "jdbc.num_partitions",
+    "APPAREL_BRONZE_LOOKBACK_ORDERS": "bronze.lookback_orders",
+    "APPAREL_MAINTENANCE_RETENTION_HOURS": "maintenance.retention_hours",
     "APPAREL_JARS_CACHE": "jars.cache_dir",
     "APPAREL_S3_ENDPOINT": "s3.endpoint",
     "APPAREL_S3_REGION": "s3.region",
@@ -80,6 +82,38 @@ def resolve_path(value: str, root: Path = PROJECT_ROOT) -> str:
     return str(path.resolve())
 
 
+def _setting_int(tree: dict, dotted: str, minimum: int) -> int:
+    """An integer setting of the tree, at least ``minimum``; a clear error naming the key and its variable."""
+    node: Any = tree
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            raise ConfigError(f"setting {dotted} is missing (its default is in conf/base.yaml)")
+        node = node[part]
+    var = next((v for v, d in ENV_OVERRIDES.items() if d == dotted), None)
+    where = f"{dotted}" + (f" ({var})" if var else "")
+    try:
+        value = int(str(node).strip())
+    except ValueError:
+        raise ConfigError(f"{where} must be a whole number, got {node!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{where} must be {minimum} or more, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class BronzeSettings:
+    """``bronze:`` in conf/base.yaml."""
+
+    lookback_orders: int    # order ids below the high-water mark re-read each run for late rows (0: none)
+
+
+@dataclass(frozen=True)
+class MaintenanceSettings:
+    """``maintenance:`` in conf/base.yaml (``apparel maintain``)."""
+
+    retention_hours: int    # VACUUM keeps the files older versions need for this long (Delta's floor: 168)
+
+
 @dataclass(frozen=True)
 class Settings:
     """The resolved settings of one environment."""
@@ -127,6 +161,14 @@ class Settings:
         url = str(trino.get("url") or "").strip()
         trino["url"] = "" if url.lower() in ("off", "none") else url
         return trino
+
+    @property
+    def bronze(self) -> BronzeSettings:
+        return BronzeSettings(lookback_orders=_setting_int(self.raw, "bronze.lookback_orders", 0))
+
+    @property
+    def maintenance(self) -> MaintenanceSettings:
+        return MaintenanceSettings(retention_hours=_setting_int(self.raw, "maintenance.retention_hours", 0))
 
     @property
     def superset(self) -> dict:

@@ -23,3 +23,7 @@ class AccountingError(ApparelError):
 
 class QueryError(ApparelError):
     """A query the engine rejected (its own message says why)."""
+
+
+class MaintenanceError(ApparelError):
+    """OPTIMIZE or VACUUM failed for one or more tables."""

@@ -31,6 +31,21 @@ TAGS = ["apparel", "lakehouse"]
 RUN_DATE_KEY = "run_date"
 
 
+# the DAGs' time schedules (cron or preset): environment variable and default. Read when a DAG file is parsed,
+# from the environment only (parsing reads no settings file).
+SCHEDULES = {
+    "apparel_ingestion": ("APPAREL_INGEST_SCHEDULE", "@daily"),
+    # weekly, Sunday 04:00 UTC: away from the daily ingestion at midnight and the layers it triggers
+    "apparel_maintenance": ("APPAREL_MAINTENANCE_SCHEDULE", "0 4 * * 0"),
+}
+
+
+def schedule(dag_id: str) -> str:
+    """The schedule of a time-scheduled DAG: its ``APPAREL_*_SCHEDULE`` variable, else the default above."""
+    var, default = SCHEDULES[dag_id]
+    return os.environ.get(var, "").strip() or default
+
+
 def env_int(name: str, default: int, minimum: int = 0) -> int:
     """An integer setting from the environment, never below ``minimum``."""
     raw = os.environ.get(name, "").strip()

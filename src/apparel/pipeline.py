@@ -13,10 +13,10 @@ LAYER_ORDER = ("bronze", "silver", "gold")
 
 
 def _run_bronze(spark, settings: Settings, log, run_date, full_refresh=False) -> dict:
-    from apparel.jobs.bronze import BronzeIngest
+    from apparel.jobs.bronze import BronzeIngest, bronze_warnings
 
     results = BronzeIngest(spark, settings, log=log).run()
-    return {"bronze": {r.table: r.rows_written for r in results}}
+    return {"bronze": {r.table: r.rows_written for r in results}, "bronze_warnings": bronze_warnings(results)}
 
 
 def _run_silver(spark, settings: Settings, log, run_date, full_refresh=False) -> dict:
@@ -69,6 +69,7 @@ def summary_lines(summary: dict, layers: list[str]) -> list[str]:
                      + (": " + "; ".join(f"{t} {q}" for t, q in quarantined.items()) if quarantined else ""))
         lines.append(f"duplicates removed {sum(r.duplicates_removed for r in tables.values()):,}")
         lines.append("warnings " + ("; ".join(f"{t} {w}" for t, w in warnings.items()) if warnings else "none"))
+    lines += [f"warning: {w}" for w in summary.get("bronze_warnings", [])]
     return lines
 
 

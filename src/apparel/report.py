@@ -1,8 +1,9 @@
 """The run's summary (printed) and HTML report (written to ``APPAREL_REPORTS``, default ``var/reports``; the
 path is printed).
 
-The report holds bar charts of monthly revenue, top products, revenue by province and RFM segments, and the
-data-quality table of the run. Charts are inline SVG, so the file opens anywhere without network access.
+The report holds bar charts of monthly revenue, top products, revenue by province and RFM segments, the
+data-quality table of the run, and the latest bronze ingest of each table from ``ops.ingest_runs``, with a
+warning for each incremental table whose source and bronze disagree on the rows at or below the mark. Charts are inline SVG, so the file opens anywhere without network access.
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ import html
 from datetime import datetime, timezone
 from pathlib import Path
 
+import math
+
 from apparel.catalog import Catalog
 from apparel.config import Settings
+from apparel.jobs.bronze import reconciliation_warning
 
 
 def _rupiah(n: float) -> str:
@@ -52,7 +56,68 @@ def gather(spark, settings: Settings, dq_run_id: str | None) -> dict:
     dq = None
     if dq_run_id and cat.exists(spark, "ops.dq_results"):
         dq = cat.read(spark, "ops.dq_results").where(F.col("run_id") == dq_run_id).orderBy("table").toPandas()
-    return {"monthly": monthly, "ranking": ranking, "provinces": provinces, "segments": segments, "dq": dq}
+    return {"monthly": monthly, "ranking": ranking, "provinces": provinces, "segments": segments, "dq": dq,
+            "ingest": latest_ingest(spark, settings)}
+
+
+INGEST_COLUMNS = ["table", "batch_id", "mode", "rows_written", "watermark_after", "late_rows",
+                  "source_rows_below_mark", "bronze_rows_below_mark"]
+
+
+def latest_ingest(spark, settings: Settings):
+    """The latest ``ops.ingest_runs`` row of each bronze table (pandas), or None before the first ingest. Rows
+    written before the reconciliation columns existed read NULL there."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    cat = Catalog(settings)
+    if not cat.exists(spark, "ops.ingest_runs"):
+        return None
+    runs = cat.read(spark, "ops.ingest_runs")
+    runs = runs.select(*[F.col(c) if c in runs.columns else F.lit(None).cast("bigint").alias(c)
+                         for c in INGEST_COLUMNS + ["ingested_at"]])
+    latest = Window.partitionBy("table").orderBy(F.desc("ingested_at"), F.desc("batch_id"))
+    return (runs.withColumn("_n", F.row_number().over(latest)).where("_n = 1").select(*INGEST_COLUMNS)
+            .orderBy("table").toPandas())
+
+
+def _count(value) -> int | None:
+    """A count from a pandas cell (nullable integers arrive as float NaN)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return int(value)
+
+
+def ingest_warnings(ingest) -> list[str]:
+    """Reconciliation warnings of the latest ingest of each incremental table."""
+    if ingest is None:
+        return []
+    out = []
+    for _, r in ingest.iterrows():
+        w = reconciliation_warning(r["table"], _count(r["source_rows_below_mark"]),
+                                   _count(r["bronze_rows_below_mark"]), r["watermark_after"])
+        if w:
+            out.append(w)
+    return out
+
+
+def _ingest_table(ingest) -> str:
+    if ingest is None or ingest.empty:
+        return "<p>No bronze ingest yet.</p>"
+    warnings = "".join(f"<p class='warning'>warning: {html.escape(w)}</p>" for w in ingest_warnings(ingest))
+    head = ("<tr><th>table</th><th>batch</th><th>mode</th><th>rows written</th><th>watermark</th>"
+            "<th>late rows</th><th>source rows at or below the mark</th><th>bronze rows at or below it</th></tr>")
+
+    def n(value) -> str:
+        c = _count(value)
+        return "-" if c is None else f"{c:,}"
+
+    body = [f"<tr><td>{html.escape(r['table'])}</td><td>{html.escape(str(r['batch_id']))}</td>"
+            f"<td>{html.escape(str(r['mode']))}</td><td>{n(r['rows_written'])}</td>"
+            f"<td>{html.escape(str(r['watermark_after'] or '-'))}</td><td>{n(r['late_rows'])}</td>"
+            f"<td>{n(r['source_rows_below_mark'])}</td><td>{n(r['bronze_rows_below_mark'])}</td></tr>"
+            for _, r in ingest.iterrows()]
+    return f"{warnings}<table>{head}{''.join(body)}</table>"
 
 
 def highlights(data: dict) -> list[str]:
@@ -92,7 +157,7 @@ def write_report(data: dict, path: Path, title: str) -> Path:
         f"<title>{html.escape(title)}</title>",
         "<style>body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#eef}"
-        "figcaption{font-weight:bold;margin:1em 0 .3em}</style></head><body>",
+        "figcaption{font-weight:bold;margin:1em 0 .3em}.warning{color:#a40000;font-weight:bold}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         "<ul>" + "".join(f"<li>{html.escape(h)}</li>" for h in highlights(data)) + "</ul>",
         bar_chart("Monthly revenue", [f"{d:%Y-%m}" for d in m["month"]], m["revenue"].tolist()),
@@ -102,6 +167,7 @@ def write_report(data: dict, path: Path, title: str) -> Path:
         bar_chart("RFM segments: revenue", [f"{a} ({c} customers)" for a, c in zip(s["rfm_segment"], s["customers"])],
                   s["revenue"].tolist()),
         "<h2>Data quality</h2>", _dq_table(data["dq"]),
+        "<h2>Bronze ingest</h2>", _ingest_table(data.get("ingest")),
         "</body></html>",
     ]
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@ spark-submit wrapper. Dependencies point one way: cli -> pipeline -> jobs -> run
 
 from __future__ import annotations
 
+import argparse
 import sys
 import traceback
 from datetime import date, datetime
@@ -26,6 +27,17 @@ def parse_run_date(text: str | None) -> date | None:
         return date.fromisoformat(text[:10])
     except ValueError as exc:
         raise SourceError(f"--run-date must be YYYY-MM-DD, got {text!r}") from exc
+
+
+def hours(text: str) -> int:
+    """An argparse type: a whole number of hours, 0 or more (``--retention-hours``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of hours, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 hours or more, got {value}")
+    return value
 
 
 def one_line_error(exc: BaseException) -> str:

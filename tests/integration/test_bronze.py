@@ -5,7 +5,8 @@ Expected values come from the source files, read here with pandas, never from th
 from __future__ import annotations
 
 import shutil
-from datetime import datetime
+from collections import Counter
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +16,8 @@ from openpyxl import Workbook
 from apparel.catalog import Catalog
 from apparel.errors import SourceError
 from apparel.jobs.bronze import BronzeIngest
+from apparel.pipeline import run_layers, summary_lines
+from apparel.report import _ingest_table, latest_ingest
 from apparel.schemas import SOURCES
 from apparel.seed import seed_dataset
 from apparel.store import StoreDB
@@ -183,3 +186,163 @@ def test_workbook_bad_id_names_row(make_settings, tmp_path):
     _write_workbook(path, "Sheet1", ["province_id", "province_names"], [[1, "BALI"], ["two", "JAWA"]])
     with pytest.raises(SourceError, match=r"provinces.xlsx#Sheet1: column 'province_id', row 3: 'two'"):
         read_workbook(path, "Sheet1", SOURCES["provinces"])
+
+
+# --- late rows, reconciliation, unchanged snapshots ----------------------------------------------------------
+
+PROVINCES = [(1, "BALI"), (2, "JAWA BARAT")]
+CITIES = [(10, "DENPASAR", 1), (20, "BANDUNG", 2)]
+
+
+def _landing_workbooks(settings, cities=CITIES):
+    _write_workbook(settings_path(settings, "provinces.xlsx"), "Sheet1", ["province_id", "province_names"],
+                    [list(r) for r in PROVINCES])
+    _write_workbook(settings_path(settings, "cities.xlsx"), "Worksheet", ["city_id", "city_names", "province_id"],
+                    [list(r) for r in cities])
+
+
+def _order(order_id):
+    return (order_id, datetime(2022, 1, 1) + timedelta(days=order_id), 100 + order_id, 1, 10)
+
+
+def _line(order_id, line_id, qty=1):
+    return (line_id, order_id, 1 + line_id % 3, qty, 1000, 1000 * qty)
+
+
+def _ops(spark, settings, batch_id) -> dict:
+    runs = Catalog(settings).read(spark, "ops.ingest_runs").where(f"batch_id = '{batch_id}'")
+    return {r["table"]: r.asDict() for r in runs.collect()}
+
+
+def _source_columns(table):
+    return SOURCES[table].column_names
+
+
+def _bronze_rows(spark, settings, table, where="true") -> Counter:
+    df = Catalog(settings).read(spark, f"bronze.{table}").where(where)
+    return Counter(tuple(r) for r in df.select(*_source_columns(table)).collect())
+
+
+def test_late_rows_within_the_lookback_land_once_and_older_ones_are_reported(spark, make_settings):
+    """With a lookback of 5 order ids, a late line for a recent order, an order committed out of sequence and a
+    second copy of a recent line land exactly once; a late line for an old order is reported in
+    ops.ingest_runs and the run summary, and lands once the lookback covers it."""
+    settings = make_settings("sqlite", bronze__lookback_orders=5)
+    db = StoreDB(settings.store_db)
+    db.create_schema(SOURCES.values())
+    _landing_workbooks(settings)
+    # orders 1..20 without 17, two lines each, line ids rising with the order id (10 * order + 1, + 2)
+    orders = [_order(i) for i in range(1, 21) if i != 17]
+    lines = [_line(o, 10 * o + j) for o in range(1, 21) if o != 17 for j in (1, 2)]
+    db.insert_rows(SOURCES["orders"], orders)
+    db.insert_rows(SOURCES["order_details"], lines)
+    BronzeIngest(spark, settings, log=quiet).run(["store"])
+    assert _bronze_rows(spark, settings, "order_details") == Counter(lines)   # marks: 20 and (20, 202)
+
+    # late arrivals: order 17 and its two lines (out of sequence), a third line of order 18 with a line id
+    # below the mark's, a second copy of a line of order 19, and a new order 21 above the mark
+    late_orders = [_order(17)]
+    late_lines = [_line(17, 171), _line(17, 172), _line(18, 183, qty=2), _line(19, 191)]
+    new_orders, new_lines = [_order(21)], [_line(21, 211)]
+    db.insert_rows(SOURCES["orders"], late_orders + new_orders)
+    db.insert_rows(SOURCES["order_details"], late_lines + new_lines)
+    orders, lines = orders + late_orders + new_orders, lines + late_lines + new_lines
+
+    second = BronzeIngest(spark, settings, log=quiet).run(["store"])
+    for _ in range(2):  # and a re-run lands nothing more
+        assert _bronze_rows(spark, settings, "orders") == Counter(orders)
+        assert _bronze_rows(spark, settings, "order_details") == Counter(lines)
+        assert _bronze_rows(spark, settings, "order_details", f"_batch_id = '{second[0].batch_id}'") == \
+            Counter(late_lines + new_lines)
+        third = BronzeIngest(spark, settings, log=quiet).run(["store"])
+    ops = _ops(spark, settings, second[0].batch_id)
+    assert (ops["orders"]["rows_written"], ops["orders"]["late_rows"]) == (2, 1)
+    assert (ops["order_details"]["rows_written"], ops["order_details"]["late_rows"]) == (5, 4)
+    assert ops["order_details"]["watermark_after"] == "21,211" and ops["order_details"]["lookback_orders"] == 5
+    assert {t: (r["source_rows_below_mark"], r["bronze_rows_below_mark"], r["unreconciled_rows"])
+            for t, r in ops.items() if r["mode"] == "incremental"} == {
+        "orders": (len(orders), len(orders), 0), "order_details": (len(lines), len(lines), 0)}
+    assert {r.table: r.rows_written for r in third if r.mode == "incremental"} == {"orders": 0, "order_details": 0}
+    assert not [r.warning for r in second + third if r.warning]
+
+    # a late line for order 3: the window now covers order ids 17..21, so it is not landed, but reported
+    old_line = _line(3, 33)
+    db.insert_rows(SOURCES["order_details"], [old_line])
+    lines.append(old_line)
+    summary = run_layers(spark, settings, ["bronze"], log=quiet)
+    assert _bronze_rows(spark, settings, "order_details") == Counter(lines) - Counter([old_line])
+    runs = Catalog(settings).read(spark, "ops.ingest_runs")
+    fourth = runs.where("table = 'order_details'").orderBy(runs["ingested_at"].desc(), runs["batch_id"].desc())
+    row = fourth.first()
+    assert (row["rows_written"], row["source_rows_below_mark"], row["bronze_rows_below_mark"],
+            row["unreconciled_rows"]) == (0, len(lines), len(lines) - 1, 1)
+    assert len(lines) == 19 * 2 + 4 + 1 + 1
+    warning = ("bronze.order_details: the source holds 44 row(s) at or below the mark 21,211, bronze 43: 1 row(s) "
+               "below the lookback window are not landed; land them with one bronze run with "
+               "APPAREL_BRONZE_LOOKBACK_ORDERS=21")
+    assert f"warning: {warning}" in summary_lines(summary, ["bronze"])
+    assert [ln for ln in summary_lines(summary, ["bronze"]) if ln.startswith("warning:")] == [f"warning: {warning}"]
+    assert warning in _ingest_table(latest_ingest(spark, settings)).replace("&#x27;", "'")
+
+    # the remedy the warning names: one run whose lookback covers order 3 lands it, once
+    fixed = BronzeIngest(spark, make_settings("sqlite", bronze__lookback_orders=21), log=quiet).run(["store"])
+    assert _bronze_rows(spark, settings, "order_details") == Counter(lines)
+    assert {r.table: (r.rows_written, r.late_rows, r.unreconciled_rows) for r in fixed} == {
+        "customers": (0, None, None), "products": (0, None, None), "product_categories": (0, None, None),
+        "orders": (0, 0, 0), "order_details": (1, 1, 0)}
+
+
+def _versions(spark, settings, tables) -> dict[str, int]:
+    return {t: Catalog(settings).last_commit(spark, f"bronze.{t}")["version"] for t in tables}
+
+
+SNAPSHOTS = ["customers", "products", "product_categories", "provinces", "cities"]
+
+
+def test_unchanged_snapshot_writes_no_delta_version_and_a_changed_one_does(spark, make_settings):
+    settings = make_settings("sqlite")
+    db = StoreDB(settings.store_db)
+    customers = [(1, None, "Tan", "M"), (2, "Ayu", "Lestari", "F"), (3, "Budi", "Santoso", "M")]
+    products = [(1, "Kaos", "M", 50000, 1), (2, "Kemeja", "L", 120000, 2)]
+    categories = [(1, "Pria"), (2, "Wanita")]
+    db.replace_rows(SOURCES["customers"], customers)
+    db.replace_rows(SOURCES["products"], products)
+    db.replace_rows(SOURCES["product_categories"], categories)
+    db.create_schema(SOURCES.values())
+    _landing_workbooks(settings)
+
+    BronzeIngest(spark, settings, log=quiet).run()
+    assert _versions(spark, settings, SNAPSHOTS) == dict.fromkeys(SNAPSHOTS, 0)
+
+    # the same content, the store's rows in another physical order: nothing is written
+    db.replace_rows(SOURCES["customers"], list(reversed(customers)))
+    second = BronzeIngest(spark, settings, log=quiet).run()
+    assert _versions(spark, settings, SNAPSHOTS) == dict.fromkeys(SNAPSHOTS, 0)
+    got = {r.table: (r.mode, r.source_rows, r.rows_written, r.delta_version) for r in second if r.table in SNAPSHOTS}
+    assert got == {"customers": ("snapshot-unchanged", 3, 0, 0), "products": ("snapshot-unchanged", 2, 0, 0),
+                   "product_categories": ("snapshot-unchanged", 2, 0, 0),
+                   "provinces": ("snapshot-unchanged", 2, 0, 0), "cities": ("snapshot-unchanged", 2, 0, 0)}
+    ops = _ops(spark, settings, second[0].batch_id)
+    assert {t: (ops[t]["mode"], ops[t]["rows_written"]) for t in SNAPSHOTS} == \
+        dict.fromkeys(SNAPSHOTS, ("snapshot-unchanged", 0))
+    assert ops["customers"]["content_fingerprint"].startswith("rows=3 ")
+
+    # changes: a customer's name moves from last to first name, a second copy of a product row, a city renamed
+    customers = [(1, "Tan", None, "M")] + customers[1:]
+    products = products + [products[0]]
+    cities = [(10, "KOTA DENPASAR", 1), CITIES[1]]
+    db.replace_rows(SOURCES["customers"], customers)
+    db.replace_rows(SOURCES["products"], products)
+    _landing_workbooks(settings, cities=cities)
+    third = BronzeIngest(spark, settings, log=quiet).run()
+    assert _versions(spark, settings, SNAPSHOTS) == {"customers": 1, "products": 1, "cities": 1,
+                                                     "product_categories": 0, "provinces": 0}
+    assert {r.table: (r.mode, r.rows_written) for r in third if r.table in SNAPSHOTS} == {
+        "customers": ("snapshot", 3), "products": ("snapshot", 3), "cities": ("snapshot", 2),
+        "product_categories": ("snapshot-unchanged", 0), "provinces": ("snapshot-unchanged", 0)}
+    assert _bronze_rows(spark, settings, "customers") == Counter(customers)
+    assert _bronze_rows(spark, settings, "products") == Counter(products)
+    assert _bronze_rows(spark, settings, "cities") == Counter(cities)
+    # the earlier snapshot stays readable by time travel
+    v0 = spark.read.format("delta").option("versionAsOf", 0).load(Catalog(settings).path("bronze.cities"))
+    assert Counter(tuple(r) for r in v0.select(*_source_columns("cities")).collect()) == Counter(CITIES)

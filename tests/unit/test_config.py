@@ -34,3 +34,16 @@ def test_store_url_redacts_password_and_builds_jdbc():
     assert db.redacted == "postgresql://app:***@db.example:5433/store"
     assert db.jdbc_options() == {"url": "jdbc:postgresql://db.example:5433/store", "driver": "org.postgresql.Driver",
                                  "user": "app", "password": "s3cret"}
+
+
+def test_bronze_and_maintenance_settings_are_typed_with_overrides():
+    s = load_settings(env="ci", environ={})
+    assert s.bronze.lookback_orders == 1000 and s.maintenance.retention_hours == 168
+    s = load_settings(env="ci", environ={"APPAREL_BRONZE_LOOKBACK_ORDERS": "50",
+                                         "APPAREL_MAINTENANCE_RETENTION_HOURS": "240"})
+    assert s.bronze.lookback_orders == 50 and s.maintenance.retention_hours == 240
+    with pytest.raises(ConfigError, match=r"bronze.lookback_orders \(APPAREL_BRONZE_LOOKBACK_ORDERS\) must be a "
+                                          r"whole number, got 'many'"):
+        load_settings(env="ci", environ={"APPAREL_BRONZE_LOOKBACK_ORDERS": "many"}).bronze
+    with pytest.raises(ConfigError, match=r"must be 0 or more, got -1"):
+        load_settings(env="ci", environ={"APPAREL_MAINTENANCE_RETENTION_HOURS": "-1"}).maintenance

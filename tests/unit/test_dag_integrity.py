@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ pytest.importorskip("airflow.sdk", reason="Airflow is installed by `make airflow
 from apparel.config import PROJECT_ROOT  # noqa: E402
 
 DAGS = PROJECT_ROOT / "dags"
-EXPECTED = {"apparel_ingestion", "apparel_transform", "apparel_marts"}
+EXPECTED = {"apparel_ingestion", "apparel_transform", "apparel_marts", "apparel_maintenance"}
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +47,8 @@ def test_tags_retries_docs_and_applications(dagbag):
             assert isinstance(task, SparkSubmitOperator), task.task_id
             app = Path(task.application)
             assert app.is_file() and app.parent == PROJECT_ROOT / "spark_jobs", app
+            if dag_id == "apparel_maintenance":
+                continue  # changes no data: no outlets (test_maintenance_is_weekly_and_triggers_nothing)
             assert task.outlets, f"{task.task_id} declares no Asset outlets"
 
 
@@ -78,6 +81,23 @@ def test_assets_chain_bronze_to_silver_to_gold(dagbag):
     assert len(_outlets(marts)) == 8
     # the two source groups land one at a time (both append to ops.ingest_runs)
     assert ingestion.max_active_tasks == 1 and ingestion.max_active_runs == 1
+
+
+def test_maintenance_is_weekly_and_triggers_nothing(dagbag):
+    """OPTIMIZE and VACUUM change no row: the maintenance task submits spark_jobs/maintain.py once a week and
+    emits no Asset event, so no transform or marts run follows it."""
+    from croniter import croniter
+
+    dag = dagbag.dags["apparel_maintenance"]
+    assert [t.task_id for t in dag.tasks] == ["maintain"]
+    task = dag.get_task("maintain")
+    assert Path(task.application).name == "maintain.py" and not task.outlets
+    assert "maintenance" in dag.tags and dag.max_active_runs == 1
+    cron = dag.timetable.expression
+    assert cron == "0 4 * * 0"
+    runs = croniter(cron, datetime(2026, 3, 2))
+    first, second = runs.get_next(datetime), runs.get_next(datetime)
+    assert (first.weekday(), second - first) == (6, timedelta(days=7))  # Sundays
 
 
 def test_parsing_the_dags_starts_no_spark_and_reads_no_settings(tmp_path):

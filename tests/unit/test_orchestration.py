@@ -57,3 +57,12 @@ def test_default_args_keep_two_retries_at_least(monkeypatch):
     monkeypatch.setenv("APPAREL_AIRFLOW_RETRY_DELAY", "not a number")
     args = orch.default_args()
     assert args["retries"] == 4 and args["retry_delay"] == timedelta(seconds=60)
+
+
+def test_schedules_default_in_one_place_and_follow_the_environment(monkeypatch):
+    monkeypatch.delenv("APPAREL_INGEST_SCHEDULE", raising=False)
+    monkeypatch.delenv("APPAREL_MAINTENANCE_SCHEDULE", raising=False)
+    assert orch.schedule("apparel_ingestion") == "@daily"
+    assert orch.schedule("apparel_maintenance") == "0 4 * * 0"
+    monkeypatch.setenv("APPAREL_MAINTENANCE_SCHEDULE", "@weekly")
+    assert orch.schedule("apparel_maintenance") == "@weekly"

@@ -5,14 +5,21 @@ Spark JDBC, and the operations workbooks (provinces, cities) read from the landi
 
 Outputs and grain:
 - ``bronze.orders``, ``bronze.order_details``: one row per source row per extraction. Incremental: each
-  run appends only the rows whose key is above the high-water mark already in bronze (``order_id`` for
+  run appends the rows whose key is above the high-water mark already in bronze (``order_id`` for
   orders; ``(order_id, order_detail_id)`` in that order for order lines, because the store reuses line
-  ids across orders). Rows with a null key have no place in that order: each one is landed once,
-  by comparing it with the null-key rows already in bronze.
-- the five master tables: one row per source row of the latest snapshot. Each run replaces the table
-  in one Delta overwrite commit; earlier snapshots stay readable through Delta time travel.
+  ids across orders). It also re-reads a lookback window below the mark (the last
+  ``bronze.lookback_orders`` order ids: ``order_id > mark - N``) and the rows with a null key, and lands
+  those bronze does not hold yet (a multiset anti-join on every source column), so a line added later to
+  a recent order, or an order id committed out of sequence, lands exactly once.
+- the five master tables: one row per source row of the latest snapshot. A run compares the extracted
+  snapshot's content fingerprint (row count and order-independent hashes of every source column) with
+  the current bronze table's: when they are equal nothing is written (no new Delta version); otherwise the
+  table is replaced in one Delta overwrite commit. Earlier snapshots stay readable through time travel.
 - ``ops.ingest_runs``: one row per table per batch, with the rows the source held for the extraction
-  and the rows the Delta commit wrote. They must be equal, or the run fails.
+  and the rows the Delta commit wrote. They must be equal, or the run fails (for an unchanged snapshot:
+  the current bronze version must hold as many rows as the source). Per incremental table it also
+  reconciles the source's row count at or below the new mark with bronze's: a difference (a late row
+  below the lookback window, a row deleted in the store) is recorded and reported as a warning.
 
 Columns are the source's, typed by :mod:`apparel.schemas`, plus ``_ingested_at``, ``_source`` and
 ``_batch_id``. Bronze never drops or edits a row: cleaning is silver's job.
@@ -49,16 +56,37 @@ def with_metadata(df, source: str, batch_id: str, ingested_at: datetime):
               .withColumn("_batch_id", F.lit(batch_id)))
 
 
-def above_watermark_sql(key: tuple[str, ...], hwm: tuple[int, ...] | None) -> str:
-    """SQL predicate selecting rows whose non-null key tuple sorts after ``hwm`` (lexicographically)."""
-    not_null = " AND ".join(f"{k} IS NOT NULL" for k in key)
-    if hwm is None:
-        return not_null
+def _key_after_sql(key: tuple[str, ...], hwm: tuple[int, ...]) -> str:
+    """The key tuple sorts after ``hwm`` (lexicographically); assumes the key columns are not null."""
     terms = []
     for i, col in enumerate(key):
         eq = [f"{key[j]} = {int(hwm[j])}" for j in range(i)]
         terms.append("(" + " AND ".join(eq + [f"{col} > {int(hwm[i])}"]) + ")")
-    return f"{not_null} AND ({' OR '.join(terms)})"
+    return " OR ".join(terms)
+
+
+def _not_null_sql(key: tuple[str, ...]) -> str:
+    return " AND ".join(f"{k} IS NOT NULL" for k in key)
+
+
+def above_watermark_sql(key: tuple[str, ...], hwm: tuple[int, ...] | None) -> str:
+    """SQL predicate selecting rows whose non-null key tuple sorts after ``hwm`` (lexicographically)."""
+    if hwm is None:
+        return _not_null_sql(key)
+    return f"{_not_null_sql(key)} AND ({_key_after_sql(key, hwm)})"
+
+
+def at_or_below_watermark_sql(key: tuple[str, ...], hwm: tuple[int, ...]) -> str:
+    """SQL predicate selecting rows whose non-null key tuple sorts at or before ``hwm``."""
+    return f"{_not_null_sql(key)} AND NOT ({_key_after_sql(key, hwm)})"
+
+
+def lookback_sql(key: tuple[str, ...], hwm: tuple[int, ...] | None, lookback: int) -> str | None:
+    """SQL predicate of the lookback window: keyed rows at or below ``hwm`` whose first key column (the order
+    id) is among the last ``lookback`` ids, ``key[0] > hwm[0] - lookback``. None without a mark or a window."""
+    if hwm is None or lookback <= 0:
+        return None
+    return f"{at_or_below_watermark_sql(key, hwm)} AND {key[0]} > {int(hwm[0]) - lookback}"
 
 
 def null_key_sql(key: tuple[str, ...]) -> str:
@@ -80,20 +108,91 @@ def new_rows_only(candidates, landed, columns: list[str]):
     return cand.join(land, cond, "left_anti").drop("_copy")
 
 
+def content_fingerprint(df, columns: list[str]):
+    """One row: the row count and two order-independent hashes of ``columns`` (sums of a 64-bit and a 32-bit
+    hash of each row's JSON, exact decimals): equal multisets of rows give equal fingerprints, whatever
+    their order. JSON keeps the column names, so a value moved to another column changes the hash."""
+    from pyspark.sql import functions as F
+
+    row = F.to_json(F.struct(*[F.col(c) for c in columns]))
+    return df.agg(F.count(F.lit(1)).alias("rows"),
+                  F.coalesce(F.sum(F.xxhash64(row).cast("decimal(38,0)")), F.lit(0)).alias("xxhash64"),
+                  F.coalesce(F.sum(F.hash(row).cast("decimal(38,0)")), F.lit(0)).alias("murmur3"))
+
+
+def fingerprint_text(row) -> str:
+    """``rows=200 xxhash64=... murmur3=...``: what ``ops.ingest_runs.content_fingerprint`` holds."""
+    return f"rows={int(row['rows'])} xxhash64={int(row['xxhash64'])} murmur3={int(row['murmur3'])}"
+
+
+def reconciliation_warning(table: str, source_rows: int | None, bronze_rows: int | None,
+                           watermark: str | None) -> str | None:
+    """The warning for an incremental table whose source and bronze disagree on the rows at or below the mark
+    (None when they agree)."""
+    if source_rows is None or bronze_rows is None or source_rows == bronze_rows:
+        return None
+    head = (f"bronze.{table}: the source holds {source_rows:,} row(s) at or below the mark {watermark}, "
+            f"bronze {bronze_rows:,}")
+    if source_rows > bronze_rows:
+        order_id = (watermark or "").split(",")[0]
+        return (f"{head}: {source_rows - bronze_rows:,} row(s) below the lookback window are not landed; "
+                f"land them with one bronze run with APPAREL_BRONZE_LOOKBACK_ORDERS={order_id}")
+    return (f"{head}: bronze holds {bronze_rows - source_rows:,} row(s) the source no longer has "
+            "(deleted or edited in the store)")
+
+
 # --- the job ----------------------------------------------------------------------------------------
 
 @dataclass
 class IngestResult:
     batch_id: str
     table: str
-    mode: str                 # snapshot | incremental
+    mode: str                 # incremental | snapshot | snapshot-unchanged
     source: str
     source_rows: int          # rows the source held for this extraction
-    rows_written: int         # rows the Delta commit wrote
-    delta_version: int | None
+    rows_written: int         # rows the Delta commit wrote (0 for an unchanged snapshot: no commit)
+    delta_version: int | None  # the version written; for an unchanged snapshot, the version that holds it
     watermark_before: str | None
     watermark_after: str | None
     seconds: float
+    # incremental tables: rows landed from the lookback window below the mark, the window's size, and the
+    # reconciliation of the rows at or below the new mark (source minus bronze: 0 when they agree)
+    late_rows: int | None = None
+    lookback_orders: int | None = None
+    source_rows_below_mark: int | None = None
+    bronze_rows_below_mark: int | None = None
+    unreconciled_rows: int | None = None
+    # snapshots: the extracted snapshot's content fingerprint (see content_fingerprint)
+    content_fingerprint: str | None = None
+
+    @property
+    def warning(self) -> str | None:
+        return reconciliation_warning(self.table, self.source_rows_below_mark, self.bronze_rows_below_mark,
+                                      self.watermark_after)
+
+
+INGEST_RUNS_SCHEMA = (
+    "batch_id STRING, table STRING, mode STRING, source STRING, source_rows BIGINT, rows_written BIGINT, "
+    "delta_version BIGINT, watermark_before STRING, watermark_after STRING, seconds DOUBLE, "
+    "ingested_at TIMESTAMP, late_rows BIGINT, lookback_orders BIGINT, source_rows_below_mark BIGINT, "
+    "bronze_rows_below_mark BIGINT, unreconciled_rows BIGINT, content_fingerprint STRING")
+
+
+def bronze_warnings(results: list[IngestResult]) -> list[str]:
+    """The run's reconciliation warnings, for the run summary."""
+    return [r.warning for r in results if r.warning]
+
+
+@dataclass
+class Extraction:
+    """What one incremental extraction read: the rows to land and what they are made of."""
+    df: object                 # DataFrame or None
+    expected: int              # rows the source held for it: above the mark + late + new null-key rows
+    before: tuple[int, ...] | None
+    after: tuple[int, ...] | None
+    above: int                 # keyed rows above the mark
+    late: int                  # keyed rows from the lookback window that bronze did not hold
+    keyed_in_bronze: int       # keyed rows bronze held before this run (all at or below the mark)
 
 
 def _watermark_text(key: tuple[int, ...] | None) -> str | None:
@@ -107,6 +206,7 @@ class BronzeIngest:
         self.settings = settings
         self.catalog = Catalog(settings)
         self.store = StoreDB(settings.store_db)
+        self.lookback = settings.bronze.lookback_orders
         self.log = log
         self.now = now or datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
         self.batch_id = batch_id or new_batch_id(self.now)
@@ -128,23 +228,28 @@ class BronzeIngest:
         df = reader.load()
         return df.select(*[df[c.name].cast(c.spark_type).alias(c.name) for c in table.columns])
 
-    def _watermark(self, table: SourceTable) -> tuple[int, ...] | None:
+    def _bronze_state(self, table: SourceTable) -> tuple[tuple[int, ...] | None, int]:
+        """The high-water mark in bronze and how many keyed rows bronze holds (all at or below it), in one scan."""
+        from pyspark.sql import functions as F
+
         name = f"bronze.{table.name}"
         if not self.catalog.exists(self.spark, name):
-            return None
-        keyed = self.catalog.read(self.spark, name).where(above_watermark_sql(table.key, None))
-        row = keyed.orderBy(*[keyed[k].desc() for k in table.key]).select(*table.key).limit(1).collect()
-        return tuple(int(v) for v in row[0]) if row else None
+            return None, 0
+        keyed = F.expr(above_watermark_sql(table.key, None))
+        row = self.catalog.read(self.spark, name).agg(
+            F.max(F.when(keyed, F.struct(*table.key))).alias("mark"),
+            F.count(F.when(keyed, F.lit(1))).alias("keyed")).collect()[0]
+        mark = None if row["mark"] is None else tuple(int(v) for v in row["mark"])
+        return mark, int(row["keyed"])
 
-    def extract_incremental(self, table: SourceTable):
-        """New keyed rows above the watermark, plus null-key rows not yet landed.
-
-        Returns (DataFrame or None, rows expected, watermark before, watermark after)."""
-        before = self._watermark(table)
+    def extract_incremental(self, table: SourceTable) -> Extraction:
+        """New keyed rows above the watermark, plus the rows of the lookback window and the null-key rows that
+        bronze does not hold yet."""
+        before, keyed_in_bronze = self._bronze_state(table)
         where = above_watermark_sql(table.key, before)
         lo, hi, n_keyed = self.store.query(
             f"SELECT min({table.key[0]}), max({table.key[0]}), count(*) FROM {table.name} WHERE {where}")[0]
-        frames, expected, after = [], int(n_keyed), before
+        frames, after = [], before
         if n_keyed:
             # cap the extraction at what was counted, so rows arriving meanwhile wait for the next run
             where = f"{where} AND {table.key[0]} <= {int(hi)}"
@@ -153,30 +258,37 @@ class BronzeIngest:
             order = ", ".join(f"{k} DESC" for k in table.key)
             after = tuple(int(v) for v in self.store.query(
                 f"SELECT {keys} FROM {table.name} WHERE {where} ORDER BY {order} LIMIT 1")[0])
-        nulls, n_new = self._new_null_key_rows(table)
-        if n_new:
-            frames.append(nulls)
-            expected += n_new
+        revisit, n_late, n_null = self._not_yet_landed(table, before)
+        if revisit is not None:
+            frames.append(revisit)
         df = None
         for f in frames:
             df = f if df is None else df.unionByName(f)
-        return df, expected, _watermark_text(before), _watermark_text(after)
+        return Extraction(df, int(n_keyed) + n_late + n_null, before, after, int(n_keyed), n_late,
+                          keyed_in_bronze)
 
-    def _new_null_key_rows(self, table: SourceTable):
-        """Source rows with a null key that bronze does not hold yet (they have no watermark position)."""
-        n_null = self.store.query(f"SELECT count(*) FROM {table.name} WHERE {null_key_sql(table.key)}")[0][0]
-        if not n_null:
-            return None, 0
-        nulls = self._jdbc(table, null_key_sql(table.key))
+    def _not_yet_landed(self, table: SourceTable, mark: tuple[int, ...] | None):
+        """Source rows below the mark that bronze does not hold yet: those of the lookback window and those with
+        a null key (which have no place in the key order). Both are compared with bronze's rows under the same
+        predicate, row for row, by multiplicity. Returns (DataFrame or None, late keyed rows, null-key rows)."""
+        from pyspark.sql import functions as F
+
+        terms = [f"({null_key_sql(table.key)})"]
+        window = lookback_sql(table.key, mark, self.lookback)
+        if window:
+            terms.append(f"({window})")
+        where = " OR ".join(terms)
+        if not self.store.query(f"SELECT count(*) FROM {table.name} WHERE {where}")[0][0]:
+            return None, 0, 0
+        rows = self._jdbc(table, where)
         name = f"bronze.{table.name}"
         if self.catalog.exists(self.spark, name):
-            landed = self.catalog.read(self.spark, name).where(null_key_sql(table.key))
-            nulls = new_rows_only(nulls, landed, table.column_names)
-        nulls = nulls.localCheckpoint()
-        n_new = nulls.count()  # the new null-key rows are what the source holds for this extraction
-        if n_null - n_new:
-            self.log(f"  {table.name}: {n_null - n_new} null-key row(s) already landed earlier")
-        return nulls, n_new
+            rows = new_rows_only(rows, self.catalog.read(self.spark, name).where(where), table.column_names)
+        rows = rows.localCheckpoint()
+        counts = rows.agg(F.count(F.lit(1)).alias("n"),
+                          F.count(F.when(F.expr(null_key_sql(table.key)), F.lit(1))).alias("nulls")).collect()[0]
+        n_null = int(counts["nulls"])
+        return (rows if counts["n"] else None), int(counts["n"]) - n_null, n_null
 
     def read_excel(self, table: SourceTable):
         spec = self.settings.workbooks[table.name]
@@ -189,47 +301,97 @@ class BronzeIngest:
 
     # landing ------------------------------------------------------------------------------------
 
+    def _unchanged_snapshot(self, table: SourceTable, fingerprint) -> tuple[int, int] | None:
+        """(current bronze version, rows it holds) when that version holds exactly the extracted snapshot (equal
+        fingerprints over the source columns, computed in this session the same way), else None."""
+        name = f"bronze.{table.name}"
+        if not self.catalog.exists(self.spark, name):
+            return None
+        current = self.catalog.read(self.spark, name)
+        if not set(table.column_names) <= set(current.columns):
+            return None  # a schema change: the overwrite replaces the table
+        version = self.catalog.last_commit(self.spark, name)["version"]
+        held = content_fingerprint(current, table.column_names).collect()[0]
+        return (version, int(held["rows"])) if fingerprint_text(held) == fingerprint_text(fingerprint) else None
+
     def _land(self, table: SourceTable, df, expected: int, source: str, mode: str,
               before: str | None, after: str | None, started: float) -> IngestResult:
         """Check the extraction against the source's count, then commit it: nothing is written for a table
-        whose rows do not add up."""
+        whose rows do not add up, nor for a snapshot equal to the one bronze holds."""
         name = f"bronze.{table.name}"
-        extracted = 0
+        extracted, fingerprint = 0, None
         if df is not None:
             df = df.localCheckpoint()  # one read of the source, counted and written as the same rows
-            extracted = df.count()
+            if mode == "snapshot":
+                fingerprint = content_fingerprint(df, table.column_names).collect()[0]
+                extracted = int(fingerprint["rows"])
+            else:
+                extracted = df.count()
         if extracted != expected:
             raise AccountingError(
                 f"bronze.{table.name}: the source held {expected} row(s) for this extraction but {extracted} were "
                 "read (did the source change during the run?); nothing was written for this table: re-run")
-        version, written = None, 0
-        if mode == "snapshot" or expected > 0:
+        version, written, held = None, 0, 0
+        unchanged = self._unchanged_snapshot(table, fingerprint) if mode == "snapshot" else None
+        if unchanged is not None:
+            # no commit: the current version already holds the snapshot; the check below is then that it
+            # holds as many rows as the source did
+            mode, (version, held) = "snapshot-unchanged", unchanged
+            if held != expected:
+                raise AccountingError(f"bronze.{table.name}: the source held {expected} row(s) but bronze "
+                                      f"(version {version}) holds {held}")
+        elif mode == "snapshot" or expected > 0:
             land = self.catalog.overwrite if mode == "snapshot" else self.catalog.append
             commit = land(with_metadata(df, source, self.batch_id, self.now), name)
             version, written = commit["version"], commit["rows"]
-        if written != expected:
+        if mode != "snapshot-unchanged" and written != expected:
             raise AccountingError(f"bronze.{table.name}: {expected} row(s) extracted but the Delta commit "
                                   f"(version {version}) wrote {written}")
         return IngestResult(self.batch_id, table.name, mode, source, expected, written, version,
-                            before, after, round(time.monotonic() - started, 2))
+                            before, after, round(time.monotonic() - started, 2),
+                            content_fingerprint=fingerprint_text(fingerprint) if fingerprint else None)
+
+    def _reconcile(self, table: SourceTable, ext: Extraction, res: IngestResult) -> None:
+        """Source rows at or below the new mark versus bronze's. Every keyed bronze row is at or below it, so
+        bronze's count is the keyed rows it held before this run (counted with the mark) plus the keyed rows
+        this run's commit wrote (checked against the commit's metrics in ``_land``)."""
+        res.late_rows, res.lookback_orders = ext.late, self.lookback
+        if ext.after is None:
+            res.source_rows_below_mark = res.bronze_rows_below_mark = res.unreconciled_rows = 0
+            return
+        res.source_rows_below_mark = int(self.store.query(
+            f"SELECT count(*) FROM {table.name} WHERE {at_or_below_watermark_sql(table.key, ext.after)}")[0][0])
+        res.bronze_rows_below_mark = ext.keyed_in_bronze + ext.above + ext.late
+        res.unreconciled_rows = res.source_rows_below_mark - res.bronze_rows_below_mark
 
     def land_table(self, table: SourceTable, excel=None) -> IngestResult:
-        """Extract one table and land it in its own Delta commit."""
+        """Extract one table and land it in its own Delta commit (or none, for an unchanged snapshot)."""
         started = time.monotonic()
         if table.origin == "excel":
             df, expected, source = excel
             res = self._land(table, df, expected, source, "snapshot", None, None, started)
         elif table.incremental:
-            df, expected, before, after = self.extract_incremental(table)
-            res = self._land(table, df, expected, f"store_db.{table.name}", "incremental", before, after, started)
+            ext = self.extract_incremental(table)
+            res = self._land(table, ext.df, ext.expected, f"store_db.{table.name}", "incremental",
+                             _watermark_text(ext.before), _watermark_text(ext.after), started)
+            self._reconcile(table, ext, res)
+            res.seconds = round(time.monotonic() - started, 2)
         else:
             expected = self.store.count(table.name)
             res = self._land(table, self._jdbc(table), expected, f"store_db.{table.name}", "snapshot",
                              None, None, started)
-        what = "rows (snapshot)" if res.mode == "snapshot" else "new rows"
-        hwm = (f", watermark {res.watermark_before or '-'} -> {res.watermark_after or '-'}"
-               if res.mode == "incremental" else "")
-        self.log(f"  {table.name:<19} {res.rows_written:>9,} {what}{hwm} ({res.seconds:.1f}s)")
+        if res.mode == "incremental":
+            late = f" ({res.late_rows:,} late, from the last {self.lookback:,} order ids)" if res.late_rows else ""
+            what = (f"new rows{late}, watermark {res.watermark_before or '-'} -> {res.watermark_after or '-'}, "
+                    f"{res.bronze_rows_below_mark:,} of {res.source_rows_below_mark:,} source rows at or below it")
+        elif res.mode == "snapshot":
+            what = "rows (snapshot)"
+        else:
+            what = f"rows (snapshot unchanged: version {res.delta_version} kept, nothing written)"
+        count = res.source_rows if res.mode == "snapshot-unchanged" else res.rows_written
+        self.log(f"  {table.name:<19} {count:>9,} {what} ({res.seconds:.1f}s)")
+        if res.warning:
+            self.log(f"  warning: {res.warning}")
         return res
 
     def run(self, groups: list[str] | None = None) -> list[IngestResult]:
@@ -245,13 +407,12 @@ class BronzeIngest:
         return results
 
     def record(self, results: list[IngestResult]) -> None:
-        from pyspark.sql import Row
-
-        rows = [Row(**asdict(r), ingested_at=self.now) for r in results]
-        schema = ("batch_id STRING, table STRING, mode STRING, source STRING, source_rows BIGINT, "
-                  "rows_written BIGINT, delta_version BIGINT, watermark_before STRING, watermark_after STRING, "
-                  "seconds DOUBLE, ingested_at TIMESTAMP")
-        self.catalog.append(self.spark.createDataFrame(rows, schema), "ops.ingest_runs")
+        """Append the batch's rows to ``ops.ingest_runs``. ``mergeSchema``: a table written before the
+        reconciliation columns existed gains them (older rows read NULL there)."""
+        names = [col.split()[0] for col in INGEST_RUNS_SCHEMA.split(", ")]
+        rows = [tuple({**asdict(r), "ingested_at": self.now}[n] for n in names) for r in results]
+        (self.spark.createDataFrame(rows, INGEST_RUNS_SCHEMA).write.format("delta").mode("append")
+         .option("mergeSchema", "true").save(self.catalog.path("ops.ingest_runs")))
 
 
 def main(argv: list[str] | None = None) -> int:

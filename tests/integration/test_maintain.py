@@ -1,0 +1,153 @@
+"""`apparel maintain` on real Spark + Delta: OPTIMIZE drops the file count, every table reads the same, time
+travel within the retention still works, and a retention below Delta's minimum is a clear error unless the
+session disables Delta's check (then VACUUM does delete the old files).
+
+Expected values come from the rows the tests write and from the generated sample, never from the job."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from pyspark.testing import assertDataFrameEqual
+
+from apparel.catalog import TABLES, Catalog
+from apparel.config import PROJECT_ROOT
+from apparel.errors import ConfigError
+from apparel.generator import generate
+from apparel.jobs.bronze import BronzeIngest, with_metadata
+from apparel.jobs.maintain import RETENTION_CHECK, Maintenance, stored_files
+from apparel.pipeline import run_layers
+from apparel.schemas import SOURCES
+from apparel.seed import seed_generated
+from apparel.store import StoreDB
+from conftest import project_env, settings_in
+
+APPAREL = str(Path(sys.executable).parent / "apparel")
+SCALE, SEED = 0.05, 5
+APPENDS = 3
+
+
+def quiet(_msg):
+    pass
+
+
+def num_files(spark, catalog, name) -> int:
+    path = catalog.path(name)
+    return spark.sql(f"DESCRIBE DETAIL delta.`{path}`").collect()[0]["numFiles"]
+
+
+def frozen(spark, df):
+    """A copy of a table's rows that no later commit or VACUUM can change."""
+    return spark.createDataFrame(df.collect(), df.schema)
+
+
+@pytest.fixture(scope="module")
+def lake(spark, tmp_path_factory):
+    """Every layer from a small generated sample, then APPENDS small batches of new orders landed in bronze."""
+    folder = tmp_path_factory.mktemp("maintain")
+    settings = settings_in(folder)
+    seed_generated(settings, scale=SCALE, seed=SEED, log=quiet)
+    run_layers(spark, settings, ["bronze", "silver", "gold"], log=quiet, run_date=date(2026, 1, 1))
+    db = StoreDB(settings.store_db)
+    top_order = db.query("SELECT max(order_id) FROM orders")[0][0]
+    top_line = db.query("SELECT max(order_detail_id) FROM order_details")[0][0]
+    for k in range(1, APPENDS + 1):
+        oid = top_order + k
+        db.insert_rows(SOURCES["orders"], [(oid, datetime(2026, 1, 1) + timedelta(days=k), 1, 1, 1)])
+        db.insert_rows(SOURCES["order_details"], [(top_line + k, oid, 1, 1, 1000, 1000)])
+        BronzeIngest(spark, settings, log=quiet).run(["store"])
+    return folder, settings
+
+
+def test_apparel_maintain_compacts_and_every_table_reads_the_same(spark, lake, tmp_path):
+    folder, settings = lake
+    catalog = Catalog(settings)
+    names = [n for n in sorted(TABLES) if catalog.exists(spark, n)]
+    assert {"bronze.orders", "silver.fct_order_lines", "gold.dm_sales_monthly", "ops.ingest_runs"} <= set(names)
+    before = {n: frozen(spark, catalog.read(spark, n)) for n in names}
+    files = {n: num_files(spark, catalog, n) for n in names}
+    versions = {n: catalog.last_commit(spark, n)["version"] for n in names}
+    # the first extraction plus one file per append
+    assert files["bronze.orders"] >= 1 + APPENDS and files["ops.ingest_runs"] >= 1 + APPENDS
+
+    env = project_env(folder) | {"APPAREL_ENV": "ci"}
+    proc = subprocess.run([APPAREL, "maintain"], env=env, capture_output=True, text=True, cwd=PROJECT_ROOT,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    out = proc.stdout
+    assert "OPTIMIZE and VACUUM (retention 168 h)" in out, out
+    for n in names:  # one progress line per table: files before -> after, on storage, seconds
+        m = re.search(rf"^\s*[\d.]+s\s+{re.escape(n)}\s+files\s+(\d+) -> (\d+)\s+on storage\s+(\d+) -> (\d+)\s+"
+                      rf"\([\d.]+s\)$", out, re.M)
+        assert m, f"no progress line for {n}:\n{out}"
+        assert int(m.group(1)) == files[n], (n, m.group(0))
+
+    after = {n: num_files(spark, catalog, n) for n in names}
+    # appends of small files compact into one file (neither table is partitioned)
+    assert after["bronze.orders"] == 1 < files["bronze.orders"]
+    assert after["ops.ingest_runs"] == 1 < files["ops.ingest_runs"]
+    assert all(after[n] <= files[n] for n in names), {n: (files[n], after[n]) for n in names}
+    # one OPTIMIZE commit where files were compacted, none elsewhere (VACUUM writes no commit)
+    assert {n: catalog.last_commit(spark, n)["version"] - versions[n] for n in names} == \
+        {n: int(after[n] < files[n]) for n in names}
+    for n in names:
+        assertDataFrameEqual(catalog.read(spark, n), before[n])
+
+    # time travel within the retention: the first extraction of the orders is readable as it was
+    sample = tmp_path / "sample"
+    generate(sample, scale=SCALE, seed=SEED)
+    seeded = pd.read_csv(sample / "orders.csv")
+    v0 = spark.read.format("delta").option("versionAsOf", 0).load(catalog.path("bronze.orders"))
+    assert v0.count() == len(seeded)
+    assert sorted(r[0] for r in v0.select("order_id").collect()) == sorted(seeded.order_id.tolist())
+
+
+@pytest.fixture
+def small_table(spark, make_settings):
+    """bronze.orders written in three appends of two literal rows each, one file per append."""
+    settings = make_settings("sqlite")
+    catalog = Catalog(settings)
+    ddl = SOURCES["orders"].spark_ddl()
+    batches = [[(3 * b + i, datetime(2026, 2, 1 + b), 10 + i, 1, 1) for i in (1, 2)] for b in range(3)]
+    for b, rows in enumerate(batches):
+        catalog.append(with_metadata(spark.createDataFrame(rows, ddl).coalesce(1), "store_db.orders", f"b{b}",
+                                     datetime(2026, 2, 1 + b)), "bronze.orders")
+    return settings, catalog, batches
+
+
+def test_retention_below_168_hours_is_a_clear_error_and_touches_nothing(spark, small_table):
+    settings, catalog, _ = small_table
+    version = catalog.last_commit(spark, "bronze.orders")["version"]
+    assert spark.conf.get(RETENTION_CHECK, "true") != "false"
+    with pytest.raises(ConfigError, match=r"maintenance retention 1 h is below Delta's minimum of 168 h: .* "
+                                          r"spark.databricks.delta.retentionDurationCheck.enabled=false"):
+        Maintenance(spark, settings, log=quiet, retention_hours=1).run()
+    assert catalog.last_commit(spark, "bronze.orders")["version"] == version
+    assert num_files(spark, catalog, "bronze.orders") == 3
+
+
+def test_vacuum_deletes_old_files_when_the_check_is_disabled(spark, small_table):
+    """Retention 0 (tests only): the compacted-away files leave storage, the table reads the same, and the
+    versions before OPTIMIZE are no longer readable: they were outside the retention."""
+    settings, catalog, batches = small_table
+    path = catalog.path("bronze.orders")
+    current = frozen(spark, catalog.read(spark, "bronze.orders"))
+    assert stored_files(spark, path) == 3
+    spark.conf.set(RETENTION_CHECK, "false")
+    try:
+        [res] = Maintenance(spark, settings, log=quiet, retention_hours=0).run(["bronze.orders"])
+    finally:
+        spark.conf.unset(RETENTION_CHECK)
+    assert (res.files_before, res.files_after, res.stored_before, res.stored_after) == (3, 1, 4, 1)
+    assert catalog.last_commit(spark, "bronze.orders")["version"] == 3  # appends 0-2, OPTIMIZE 3, no VACUUM
+    assert stored_files(spark, path) == 1
+    assertDataFrameEqual(catalog.read(spark, "bronze.orders"), current)
+    assert catalog.read(spark, "bronze.orders").count() == sum(len(b) for b in batches)
+    with pytest.raises(Exception, match=r"(?i)FileNotFound|does not exist|DELTA_FILE_NOT_FOUND|not found"):
+        spark.read.format("delta").option("versionAsOf", 0).load(path).collect()
