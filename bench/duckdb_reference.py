@@ -220,8 +220,8 @@ def _classify(con: duckdb.DuckDBPyConnection, table: str) -> None:
                 f"count(*) AS _copies FROM bronze_{table} GROUP BY {col_list}")
     rules = [(" OR ".join(f"{k} IS NULL" for k in key), "null_key")]                       # rule 2
     if table == "orders":                                                                   # rule 3
-        rules.append(("order_date IS NULL OR order_date < TIMESTAMP '1970-01-01' "
-                      "OR order_date >= TIMESTAMP '2100-01-01'", "invalid_date"))
+        out_of_range = "order_date < TIMESTAMP '1970-01-01' OR order_date >= TIMESTAMP '2100-01-01'"
+        rules.append((f"order_date IS NULL OR {out_of_range}", "invalid_date"))
     if table == "order_details":
         rules.append(("qty IS NULL OR item_price IS NULL OR qty <= 0 OR item_price < 0", "invalid_amount"))  # 4
         rules.append(("unit_sales IS NULL OR unit_sales <> CAST(qty AS HUGEINT) * item_price",
@@ -523,10 +523,9 @@ def build(dataset: str | Path, out: str | Path | None = None, run_date: date | N
         con.execute(f"SET threads = {int(threads)}")
     con.execute("SET TimeZone = 'UTC'")
     try:
-        for table in SOURCES:
+        for table, spec in SOURCES.items():
             _register_source(con, folder, table)
             _check_integers(con, table)
-            spec = SOURCES[table]
             origin = (f"excel:{spec['file']}#{spec['sheet']}" if "sheet" in spec else f"file:{spec['file']}")
             con.execute(f"CREATE TABLE bronze_{table} AS SELECT {_typed_select(table)}, "
                         f"TIMESTAMP '{run_at:%Y-%m-%d %H:%M:%S.%f}' AS _ingested_at, "
