@@ -103,7 +103,7 @@ def run_child(cmd: list[str], env: dict[str, str] | None = None, cwd: str | Path
             wall = time.perf_counter() - started
             proc.returncode = os.waitstatus_to_exitcode(status)
         except BaseException:
-            _end_group(proc.pid)
+            _end_group(proc.pid, grace=0)
             proc.wait()
             raise
         finally:
@@ -118,20 +118,30 @@ def run_child(cmd: list[str], env: dict[str, str] | None = None, cwd: str | Path
     return ChildResult(proc.returncode, wall, usage.ru_maxrss, out, err, result)
 
 
-def _end_group(pgid: int) -> None:
-    """SIGTERM, then SIGKILL after 10 s, to the process group the child led (only what the child started)."""
-    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 0.0)):
+def _end_group(pgid: int, grace: float = 30.0) -> None:
+    """End what is left of the process group the child led (only what the child started): first let it
+    exit by itself for ``grace`` seconds (a Spark JVM shuts down when its Python driver has gone, and its
+    shutdown hooks remove its temporary folders), then SIGTERM, then SIGKILL 30 s later."""
+    def gone(wait: float) -> bool:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                os.killpg(pgid, 0)
+            except (ProcessLookupError, PermissionError):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
+
+    if gone(grace):
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(pgid, sig)
         except (ProcessLookupError, PermissionError):
             return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(pgid, 0)
-            except (ProcessLookupError, PermissionError):
-                return
-            time.sleep(0.1)
+        if gone(30.0):
+            return
 
 
 def emit(result: dict[str, Any]) -> None:

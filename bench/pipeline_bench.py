@@ -247,6 +247,7 @@ def child_floor(args: argparse.Namespace) -> int:
     write, read = tiny_delta(spark, workdir / "tiny")
     emit({"startup": startup, "spark start": start, "tiny write": write, "tiny read": read,
           "floor": start + write + read, "python_kib": vm_hwm_kib(), "jvm_kib": jvm_peak_kib()})
+    spark.stop()  # so the JVM removes its temporary folders as it exits
     return 0
 
 
@@ -312,6 +313,7 @@ def child_pipeline(args: argparse.Namespace) -> int:
     out["commits"] = probe.commits
     out["python_kib"], out["jvm_kib"] = vm_hwm_kib(), jvm_peak_kib()
     emit(out)
+    spark.stop()
     return 0
 
 

@@ -60,7 +60,17 @@ def child_run() -> int:
         rc = cli.main(["run"])
     elapsed = time.perf_counter() - started
     emit({"rc": rc, "seconds": elapsed, "python_kib": vm_hwm_kib(), "jvm_kib": jvm_peak_kib()})
+    stop_spark()
     return rc
+
+
+def stop_spark() -> None:
+    """Stop the session `apparel run` left, so its JVM removes its temporary folders as it exits."""
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.stop()
 
 
 def project_env(work: Path) -> dict[str, str]:
