@@ -144,10 +144,18 @@ def _read_workbook(path: Path, sheet: str, table: str) -> pa.Table:
     return _text_table(table, {c: frame[h].tolist() for c, h in picked.items()})
 
 
+def _row_order(label: str) -> tuple:
+    """Numeric row labels in numeric order, any others after them."""
+    try:
+        return (0, float(label), label)
+    except ValueError:
+        return (1, 0.0, label)
+
+
 def _read_columns_json(path: Path, table: str) -> pa.Table:
     data = json.loads(path.read_text(encoding="utf-8"))  # {"column": {"row": value}}
     picked = _pick(list(data), table, path.name)
-    index = sorted({i for col in data.values() for i in col}, key=lambda i: (float(i), i))
+    index = sorted({i for col in data.values() for i in col}, key=_row_order)
     return _text_table(table, {c: [data[h].get(i) for i in index] for c, h in picked.items()})
 
 
@@ -167,11 +175,12 @@ def _register_source(con: duckdb.DuckDBPyConnection, folder: Path, table: str) -
         con.execute(f"CREATE TABLE raw_{table} AS SELECT * FROM arrow_{table}")
         con.unregister(f"arrow_{table}")
         return
+    quoted = "'" + str(path).replace("'", "''") + "'"
     if path.suffix == ".csv":
         nulls = ", ".join(f"'{n}'" for n in CSV_NULLS)
-        rel = f"read_csv('{path}', header = true, all_varchar = true, nullstr = [{nulls}])"
+        rel = f"read_csv({quoted}, header = true, all_varchar = true, nullstr = [{nulls}])"
     else:  # parquet
-        rel = f"read_parquet('{path}')"
+        rel = f"read_parquet({quoted})"
     picked = _pick([d[0] for d in con.execute(f"SELECT * FROM {rel} LIMIT 0").description], table, path.name)
     select = ", ".join(f'CAST("{h}" AS VARCHAR) AS {c}' for c, h in picked.items())
     con.execute(f"CREATE TABLE raw_{table} AS SELECT {select} FROM {rel}")
