@@ -66,6 +66,7 @@ from benchlib import (
 
 from apparel import pipeline
 from apparel.config import PROJECT_ROOT, Settings, load_settings
+from apparel.errors import ConfigError
 
 DEFAULT_DATASET = PROJECT_ROOT.parent / "shared/datasets/django_apparel"
 SCENARIOS = ["cold", "warm", "nothing new", "incremental day"]
@@ -362,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         layers = pipeline.parse_layers(args.layers)
-    except ValueError as exc:
+    except (ValueError, ConfigError) as exc:
         parser.error(str(exc))
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
