@@ -1,0 +1,105 @@
+"""The pipeline's gold marts equal the DuckDB reference's (bench/duckdb_reference.py), mart by mart.
+
+The reference is a second implementation of docs/data_contract.md and docs/data_model.md in SQL (DuckDB,
+delta-rs) that shares no code with the pipeline. On a small generated dataset (scale 0.2: 1,400 orders,
+3,626 lines) the pipeline seeds and runs bronze, silver and gold in the session-wide Spark; the reference
+reads the same files. Each mart is compared whole and type-aware: the reference's pandas rows become a
+Spark DataFrame with the gold table's schema (an integer where a double belongs, or the reverse, fails),
+then ``assertDataFrameEqual`` (any row order, doubles to its default tolerance)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import settings_in
+from pyspark.sql import types as T
+from pyspark.testing import assertDataFrameEqual, assertSchemaEqual
+
+from apparel.catalog import Catalog
+from apparel.config import PROJECT_ROOT
+from apparel.generator import generate
+from apparel.pipeline import run_layers
+from apparel.seed import seed_dataset
+
+pytest.importorskip("duckdb")
+pytest.importorskip("deltalake")
+
+MARTS = ["dm_sales_monthly", "dm_product_monthly", "dm_product_ranking", "dm_region_monthly",
+         "dm_category_gender_monthly", "dm_customer_rfm", "dm_customer_cohorts", "dm_basket_pairs"]
+
+# docs/data_model.md: "Scores are quintiles (ntile(5)), 5 the best: recency ascending, frequency (orders) and
+# monetary (revenue) descending; ties are broken by customer_id". The reference ranks best first in exactly
+# those orders (ties: the lower customer_id ranks first) and scores 6 - ntile(5). apparel/gold.py orders the
+# windows the other way round (recency descending, orders and revenue ascending, then customer_id ascending)
+# and scores ntile(5): customers tied on recency or orders swap scores (the lower customer_id gets the worse
+# score), and when the customer count is not a multiple of 5 the larger quintile is the worst instead of the
+# best. At scale 0.2: 10 of 40 r_score, 2 f_score and 2 rfm_segment values differ.
+RFM_ORDER = pytest.mark.xfail(strict=True, reason="gold.dm_customer_rfm: r/f/m windows ordered the reverse of "
+                              "docs/data_model.md (see the comment above); the pipeline's side")
+
+
+def quiet(_msg):
+    pass
+
+
+def load_reference():
+    """bench/ is not a package: load bench/duckdb_reference.py as a module."""
+    path = PROJECT_ROOT / "bench" / "duckdb_reference.py"
+    spec = importlib.util.spec_from_file_location("duckdb_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _plain(value):
+    """A pandas cell as the plain Python value Spark's schema check expects: NaN/NaT/NA -> None, numpy
+    scalars -> int/float/bool. No cast between types: a float in a bigint column stays a float and fails."""
+    if value is None or value is pd.NaT or value is pd.NA:
+        return None
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    if isinstance(value, np.generic):
+        return None if isinstance(value, np.floating) and np.isnan(value) else value.item()
+    return value
+
+
+def to_spark(spark, pdf: pd.DataFrame, schema: T.StructType):
+    assert list(pdf.columns) == schema.fieldNames(), (list(pdf.columns), schema.fieldNames())
+    rows = [tuple(_plain(v) for v in rec) for rec in pdf.itertuples(index=False, name=None)]
+    return spark.createDataFrame(rows, schema, verifySchema=True)
+
+
+@pytest.fixture(scope="module")
+def both(spark, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("scale02_src")
+    generate(folder, scale=0.2, seed=7)
+    settings = settings_in(tmp_path_factory.mktemp("scale02_lake"))
+    seed_dataset(settings, folder, log=quiet)
+    run_layers(spark, settings, ["bronze", "silver", "gold"], log=quiet, run_date=date(2026, 1, 1))
+    out = tmp_path_factory.mktemp("scale02_duckdb")
+    reference = load_reference().build(folder, out, run_date=date(2026, 1, 1))
+    return {"catalog": Catalog(settings), "reference": reference, "out": out}
+
+
+@pytest.mark.parametrize("mart", [pytest.param(m, marks=RFM_ORDER) if m == "dm_customer_rfm" else m
+                                  for m in MARTS])
+def test_gold_mart_equals_the_duckdb_reference(spark, both, mart):
+    actual = both["catalog"].read(spark, f"gold.{mart}")
+    expected_pdf = both["reference"].gold[mart]
+    assert len(expected_pdf) > 0, f"the reference's {mart} is empty: the comparison would prove nothing"
+    assertDataFrameEqual(actual, to_spark(spark, expected_pdf, actual.schema))
+
+
+def test_reference_writes_delta_with_the_pipelines_schemas(spark, both):
+    """delta-rs' output reads in Spark with the same column names and types as the pipeline's tables."""
+    for name in [f"gold.{m}" for m in MARTS] + ["silver.fct_order_lines", "silver.fct_orders"]:
+        layer, table = name.split(".")
+        written = spark.read.format("delta").load(str(both["out"] / layer / table))
+        assertSchemaEqual(written.schema, both["catalog"].read(spark, name).schema)
+    assert both["reference"].rows["silver.fct_order_lines"] == 3626
