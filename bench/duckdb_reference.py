@@ -419,7 +419,7 @@ GOLD_SQL = {
         JOIN dim_product p ON p.product_key = f.product_key
         JOIN dim_customer c ON c.customer_key = f.customer_key
         GROUP BY ALL""",
-    # quintiles, 5 the best: recency ascending, frequency and monetary descending, ties by customer_id
+    # quintiles, 5 the best: ntile(5) over the customers worst first, ties by customer_id ascending
     "dm_customer_rfm": f"""
         WITH a AS (
             SELECT customer_id, CAST(min(order_date) AS DATE) AS first_order_date,
@@ -433,9 +433,9 @@ GOLD_SQL = {
             FROM a),
         q AS (
             SELECT s.*,
-                   CAST(6 - ntile(5) OVER (ORDER BY recency_days ASC, customer_id) AS INTEGER) AS r_score,
-                   CAST(6 - ntile(5) OVER (ORDER BY orders DESC, customer_id) AS INTEGER) AS f_score,
-                   CAST(6 - ntile(5) OVER (ORDER BY revenue DESC, customer_id) AS INTEGER) AS m_score
+                   CAST(ntile(5) OVER (ORDER BY recency_days DESC, customer_id) AS INTEGER) AS r_score,
+                   CAST(ntile(5) OVER (ORDER BY orders ASC, customer_id) AS INTEGER) AS f_score,
+                   CAST(ntile(5) OVER (ORDER BY revenue ASC, customer_id) AS INTEGER) AS m_score
             FROM s)
         SELECT q.customer_id, coalesce(c.full_name, '{UNKNOWN}') AS full_name,
                coalesce(c.gender, '{UNKNOWN}') AS gender, first_order_date, last_order_date, orders, units,

@@ -32,17 +32,6 @@ pytest.importorskip("deltalake")
 MARTS = ["dm_sales_monthly", "dm_product_monthly", "dm_product_ranking", "dm_region_monthly",
          "dm_category_gender_monthly", "dm_customer_rfm", "dm_customer_cohorts", "dm_basket_pairs"]
 
-# docs/data_model.md: "Scores are quintiles (ntile(5)), 5 the best: recency ascending, frequency (orders) and
-# monetary (revenue) descending; ties are broken by customer_id". The reference ranks best first in exactly
-# those orders (ties: the lower customer_id ranks first) and scores 6 - ntile(5). apparel/gold.py orders the
-# windows the other way round (recency descending, orders and revenue ascending, then customer_id ascending)
-# and scores ntile(5): customers tied on recency or orders swap scores (the lower customer_id gets the worse
-# score), and when the customer count is not a multiple of 5 the larger quintile is the worst instead of the
-# best. At scale 0.2: 10 of 40 r_score, 2 f_score and 2 rfm_segment values differ.
-RFM_ORDER = pytest.mark.xfail(strict=True, reason="gold.dm_customer_rfm: r/f/m windows ordered the reverse of "
-                              "docs/data_model.md (see the comment above); the pipeline's side")
-
-
 def quiet(_msg):
     pass
 
@@ -87,8 +76,7 @@ def both(spark, tmp_path_factory):
     return {"catalog": Catalog(settings), "reference": reference, "out": out}
 
 
-@pytest.mark.parametrize("mart", [pytest.param(m, marks=RFM_ORDER) if m == "dm_customer_rfm" else m
-                                  for m in MARTS])
+@pytest.mark.parametrize("mart", MARTS)
 def test_gold_mart_equals_the_duckdb_reference(spark, both, mart):
     actual = both["catalog"].read(spark, f"gold.{mart}")
     expected_pdf = both["reference"].gold[mart]
