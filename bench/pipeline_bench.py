@@ -175,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'dataset':<10} {dataset} not found: using the generated sample (scale 1, generated in the seed phase)")
         dataset = None
     print(f"{'layers':<10} {', '.join(layers)}")
-    print(f"{'store':<10} {'SQLite, a fresh file per run' if args.store == 'sqlite' else args.store + ' (shared by both runs; seeding replaces its rows)'}")
+    store = ("SQLite, a fresh file per run" if args.store == "sqlite"
+             else f"{args.store} (shared by both runs; seeding replaces its rows)")
+    print(f"{'store':<10} {store}")
 
     sys.stdout.flush()  # the context above, before any error from the child
     with tempfile.TemporaryDirectory(prefix="apparel-bench-") as tmp:

@@ -127,8 +127,8 @@ def test_rerun_is_idempotent_then_new_orders_then_scd2(spark, lake, shared_datas
     assert [(v["customer_key"] == old_key, v["last_name"] == "Renamed", v["is_current"], str(v["valid_to"]))
             for v in versions] == [(True, False, False, "2026-02-01"), (False, True, True, "9999-12-31")]
     assert str(versions[1]["valid_from"]) == "2026-02-01"
-    assert versions[1]["customer_key"] > max(r["customer_key"] for r in
-                                             catalog.read(spark, "silver.dim_customer").where("customer_id <> 5").collect())
+    others = catalog.read(spark, "silver.dim_customer").where("customer_id <> 5").collect()
+    assert versions[1]["customer_key"] > max(r["customer_key"] for r in others)
     keys = catalog.read(spark, "silver.fct_order_lines").where("customer_id = 5").select("customer_key").distinct()
     assert [r[0] for r in keys.collect()] == [old_key]  # earlier orders keep the old version's key
     # surrogate keys of the other customers did not move

@@ -21,8 +21,9 @@ BIN = Path(sys.executable).parent
 
 def submit(env, job, *args):
     jars = subprocess.run([str(BIN / "apparel"), "jars"], env=env, capture_output=True, text=True, check=True)
+    java_options = f"-Duser.timezone=UTC -Dlog4j2.configurationFile=file:{PROJECT_ROOT}/conf/log4j2.properties"
     cmd = [str(BIN / "spark-submit"), "--master", "local[2]", "--jars", ",".join(jars.stdout.split()),
-           "--driver-java-options", f"-Duser.timezone=UTC -Dlog4j2.configurationFile=file:{PROJECT_ROOT}/conf/log4j2.properties",
+           "--driver-java-options", java_options,
            str(PROJECT_ROOT / "spark_jobs" / job), *args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=600)
 
