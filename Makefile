@@ -7,17 +7,19 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 AIRFLOW_STAMP := $(VENV)/.airflow-installed
+LINT_STAMP := $(VENV)/.lint-installed
 DATASET ?=
 PYTEST_ARGS ?=
 
 JUPYTER_PORT ?= 8888
 
-.PHONY: setup airflow-setup run test unit seed status airflow airflow-stop clean-lake help services-up services-down \
+.PHONY: setup airflow-setup run test unit lint seed status airflow airflow-stop clean-lake help services-up services-down \
 	services-status superset superset-import jupyter
 
 help:
 	@echo "make run    - seed the sample (or DATASET=dir) and run the pipeline on the embedded default"
 	@echo "make test   - run every test (unit, contract, integration; starts PostgreSQL, the object store, Trino and Airflow itself)"
+	@echo "make lint   - ruff over the code, the tests and the notebooks (the rules are in pyproject.toml)"
 	@echo "make setup  - create .venv and resolve the JVM jars"
 	@echo "make services-up / services-down - the object store (SeaweedFS), Trino and Superset, natively, no Docker"
 	@echo "make superset - Superset alone (needs SUPERSET_SECRET_KEY and SUPERSET_ADMIN_PASSWORD)"
@@ -52,8 +54,16 @@ airflow-stop:
 run: setup
 	$(BIN)/apparel run $(if $(DATASET),--dataset $(DATASET),)
 
-test: airflow-setup
+test: airflow-setup $(LINT_STAMP)
 	bash scripts/test.sh $(PYTEST_ARGS)
+
+# ruff, pinned in requirements-lint.txt; its rules are in pyproject.toml
+$(LINT_STAMP): $(STAMP) requirements-lint.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-lint.txt
+	@touch $(LINT_STAMP)
+
+lint: $(LINT_STAMP)
+	$(BIN)/ruff check .
 
 unit: setup
 	$(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Every test: unit, contract and integration (real Spark + Delta, SQLite, the project's PostgreSQL, object
-# store and Trino, which the tests start with scripts/postgres.sh and scripts/services.sh). Extra arguments go
-# to pytest. The exit code is pytest's: a failure, or no test collected at all (5), fails the run.
+# store and Trino, which the tests start with scripts/postgres.sh and scripts/services.sh), the fast ones first
+# (tests/conftest.py orders them). Extra arguments go to pytest. It prints the 25 slowest tests and keeps the
+# JUnit XML report in artifacts/junit.xml. The exit code is pytest's: a failure, or no test collected at all
+# (5), fails the run.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -19,7 +21,7 @@ fi
 services_were_up=0
 bash scripts/services.sh status >/dev/null 2>&1 && services_were_up=1
 status=0
-.venv/bin/python -m pytest tests --junitxml=artifacts/junit.xml "$@" || status=$?
+.venv/bin/python -m pytest tests --durations=25 --junitxml=artifacts/junit.xml "$@" || status=$?
 # leave no server behind
 bash scripts/postgres.sh stop >/dev/null 2>&1 || true
 if [ "$services_were_up" = 0 ]; then bash scripts/services.sh down >/dev/null 2>&1 || true; fi

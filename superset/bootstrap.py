@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app()
     with app.app_context():
         import yaml
-        from superset import db, security_manager as sm
+        from superset import db
+        from superset import security_manager as sm
         from superset.commands.importers.v1.assets import ImportAssetsCommand
         from superset.connectors.sqla.models import SqlaTable
         from superset.models.dashboard import Dashboard

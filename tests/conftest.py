@@ -1,13 +1,17 @@
 """Shared fixtures: one Spark session for the whole test run, per-test lakehouse/landing/store settings,
-the shared dataset, the project's PostgreSQL (started with scripts/postgres.sh), and the object store and
-Trino (started with scripts/services.sh)."""
+the shared dataset and one run of the pipeline over it shared by the tests that only read its result, the
+project's PostgreSQL (started with scripts/postgres.sh), and the object store and Trino (started with
+scripts/services.sh). Also the order the tests run in: the fast ones first (see pytest_collection_modifyitems)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 import uuid
+from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -20,6 +24,51 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 # the services stack with Superset, and gold in Trino: tests/stack_fixtures.py
 pytest_plugins = ["stack_fixtures"]
+
+# The order the tests run in, so that a broken transform fails within minutes: the unit tests, then the
+# integration tests that need no service (first those that compare the transforms with the independent model),
+# then the real Airflow, then the object store, Trino and Superset. A module stays in one piece (its
+# module-scoped fixtures are built once), and keeps the order of its tests.
+EARLY_MODULES = ["test_pipeline_shared.py", "test_contract_dirty.py", "test_cli.py"]
+
+
+def _tier(item: pytest.Item) -> int:
+    if "unit" in item.path.parts:
+        return 0
+    marks = {m.name for m in item.iter_markers()}
+    return 3 if "services" in marks else 2 if marks & {"airflow", "slow"} else 1
+
+
+def pytest_collection_modifyitems(config, items):
+    tier: dict[Path, int] = {}
+    for item in items:
+        tier[item.path] = max(tier.get(item.path, 0), _tier(item))
+
+    def rank(item: pytest.Item) -> tuple[int, int]:
+        name = item.path.name
+        return tier[item.path], EARLY_MODULES.index(name) if name in EARLY_MODULES else len(EARLY_MODULES)
+
+    items.sort(key=rank)  # stable: collection order within a rank
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """With APPAREL_TESTS_NO_SKIP=1 (CI, when the shared dataset is there) a skipped test fails the run: there,
+    a skip can only hide a real failure (Airflow not importable, the dataset not found)."""
+    if os.environ.get("APPAREL_TESTS_NO_SKIP") != "1" or exitstatus != pytest.ExitCode.OK:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if skipped:
+        for report in skipped:
+            reporter.write_line(f"skipped, which APPAREL_TESTS_NO_SKIP=1 forbids: {report.nodeid} "
+                                f"({report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr})",
+                                red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def quiet(_msg) -> None:
+    pass
+
 
 def _shared_dataset() -> Path:
     """The store's real dataset: $APPAREL_SHARED_DATASET, else ../shared/datasets/django_apparel beside the
@@ -46,6 +95,47 @@ def shared_dataset() -> Path:
     if not (SHARED_DATASET / "orders.csv").exists():
         pytest.skip(f"the shared dataset is not at {SHARED_DATASET} (set APPAREL_SHARED_DATASET)")
     return SHARED_DATASET
+
+
+@dataclass(frozen=True)
+class Lake:
+    """A project folder (store database, landing area, lakehouse, reports) and its settings."""
+    folder: Path
+    settings: Settings
+
+
+SHARED_RUN_DATE = date(2026, 1, 1)
+
+
+def _files(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="session")
+def shared_lake(spark, shared_dataset, tmp_path_factory) -> Lake:
+    """The shared dataset seeded and run through bronze, silver and gold once for the whole session (run date
+    2026-01-01), for the tests that only read the result. It is read-only: a test that changes it works on
+    ``copy_lake(shared_lake, folder)``. At the end of the session every file must be as the run left it,
+    else a test wrote to it and the session fails here."""
+    from apparel.pipeline import run_layers
+    from apparel.seed import seed_dataset
+
+    folder = tmp_path_factory.mktemp("shared_lake")
+    settings = settings_in(folder)
+    seed_dataset(settings, shared_dataset, log=quiet)
+    run_layers(spark, settings, ["bronze", "silver", "gold"], log=quiet, run_date=SHARED_RUN_DATE)
+    before = _files(folder)
+    yield Lake(folder, settings)
+    after = _files(folder)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"a test wrote to the read-only shared lakehouse (use copy_lake): {changed[:10]}"
+
+
+def copy_lake(lake: Lake, folder: Path) -> Settings:
+    """A copy of ``lake`` (store database, landing area, lakehouse) in ``folder``, to change freely."""
+    shutil.copytree(lake.folder, folder)
+    return settings_in(folder)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ import os
 import secrets
 import subprocess
 import uuid
-from datetime import date
 from pathlib import Path
 
 import pytest
@@ -64,19 +63,15 @@ def _upload_tree(mc, folder: Path, bucket: str, prefix: str) -> int:
 
 
 @pytest.fixture(scope="session")
-def gold_in_trino(stack, spark, shared_dataset, tmp_path_factory):
-    """The shared dataset through bronze, silver and gold on local disk (the fastest Spark path), the eight gold
-    tables copied as they are (Delta files) into a fresh bucket, and registered in Trino as lakehouse.gold.*."""
+def gold_in_trino(stack, shared_lake):
+    """The shared dataset through bronze, silver and gold on local disk (the session's `shared_lake`, read-only),
+    the eight gold tables copied as they are (Delta files) into a fresh bucket, and registered in Trino as
+    lakehouse.gold.*."""
     from apparel.catalog import TABLES, Catalog
     from apparel.objectstore import client, ensure_buckets, remove_prefix
-    from apparel.pipeline import run_layers
-    from apparel.seed import seed_dataset
     from apparel.trino_catalog import register_tables, unregister_under
-    from conftest import settings_in
 
-    local = settings_in(tmp_path_factory.mktemp("gold"))
-    seed_dataset(local, shared_dataset, log=lambda m: None)
-    run_layers(spark, local, ["bronze", "silver", "gold"], log=lambda m: None, run_date=date(2026, 1, 1))
+    local = shared_lake.settings
     bucket = f"apparel-test-{uuid.uuid4().hex[:8]}"
     env = {k: v for k, v in stack["env"].items() if k != "APPAREL_ENV"} | {
         "APPAREL_ENV": "ci", "APPAREL_LAKEHOUSE": f"s3a://{bucket}/lakehouse"}

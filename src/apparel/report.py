@@ -161,8 +161,9 @@ def write_report(data: dict, path: Path, title: str) -> Path:
         f"<h1>{html.escape(title)}</h1>",
         "<ul>" + "".join(f"<li>{html.escape(h)}</li>" for h in highlights(data)) + "</ul>",
         bar_chart("Monthly revenue", [f"{d:%Y-%m}" for d in m["month"]], m["revenue"].tolist()),
-        bar_chart("Top products by revenue", [f"#{i} {n} {z}" for i, n, z in
-                                              zip(r["product_id"], r["product_name"], r["size"])], r["revenue"].tolist()),
+        bar_chart("Top products by revenue",
+                  [f"#{i} {n} {z}" for i, n, z in zip(r["product_id"], r["product_name"], r["size"])],
+                  r["revenue"].tolist()),
         bar_chart("Revenue by province", p["province_name"].tolist(), p["revenue"].tolist()),
         bar_chart("RFM segments: revenue", [f"{a} ({c} customers)" for a, c in zip(s["rfm_segment"], s["customers"])],
                   s["revenue"].tolist()),

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from apparel.errors import SourceError
-from apparel.schemas import SOURCES, SourceTable
+from apparel.schemas import SourceTable
 
 
 @dataclass
@@ -71,7 +71,8 @@ def _to_int(series: pd.Series, origin: str, column: str, first_row: int) -> pd.S
     return numeric.astype("Int64")
 
 
-def type_frame(frame: pd.DataFrame, table: SourceTable, origin: str, first_row: int = 2) -> tuple[pd.DataFrame, list[str]]:
+def type_frame(frame: pd.DataFrame, table: SourceTable, origin: str,
+               first_row: int = 2) -> tuple[pd.DataFrame, list[str]]:
     """Cast columns to the schema's types. ``first_row`` is the file row of the first data row (for errors)."""
     out = pd.DataFrame(index=frame.index)
     warnings: list[str] = []

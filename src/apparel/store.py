@@ -159,7 +159,8 @@ class StoreDB:
                 return False
             sql = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?"
         else:
-            sql = "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = ?"
+            sql = ("SELECT count(*) FROM information_schema.tables "
+                   "WHERE table_schema = current_schema() AND table_name = ?")
         return self.query(sql, (name,))[0][0] > 0
 
     def count(self, name: str) -> int:

@@ -48,7 +48,8 @@ def test_seed_run_query_status(env, tmp_path):
     report = Path(re.search(r"^report: (.+\.html)$", run.stdout, re.M).group(1))
     text = report.read_text()
     assert report.parent == Path(env["APPAREL_REPORTS"])
-    for caption in ("Monthly revenue", "Top products by revenue", "Revenue by province", "RFM segments", "Data quality"):
+    for caption in ("Monthly revenue", "Top products by revenue", "Revenue by province", "RFM segments",
+                    "Data quality"):
         assert caption in text
     assert "<svg" in text
 

@@ -181,11 +181,13 @@ def test_sql_errors_are_one_line(s3_lake):
     assert sql("SELECT * FROM gold.no_such_mart") == (
         "error: Trino TABLE_NOT_FOUND: line 1:15: Table 'lakehouse.gold.no_such_mart' does not exist")
     assert sql("SELECT 1", APPAREL_TRINO_URL="http://127.0.0.1:1") == (
-        "error: Trino is not reachable at http://127.0.0.1:1: start it with `make services-up`, or set APPAREL_TRINO_URL")
+        "error: Trino is not reachable at http://127.0.0.1:1: start it with `make services-up`, "
+        "or set APPAREL_TRINO_URL")
 
 
 def test_trino_script_refuses_a_jdk_older_than_24(tmp_path):
-    env = dict(os.environ, APPAREL_SERVICES_DIR=str(tmp_path), APPAREL_TRINO_JAVA_HOME="/usr/lib/jvm/java-17-openjdk-amd64")
+    env = dict(os.environ, APPAREL_SERVICES_DIR=str(tmp_path),
+               APPAREL_TRINO_JAVA_HOME="/usr/lib/jvm/java-17-openjdk-amd64")
     proc = subprocess.run(["bash", str(PROJECT_ROOT / "scripts" / "trino.sh"), "start"], env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1

@@ -1,6 +1,6 @@
-"""Both notebooks run end to end on the `apparel` kernel (nbclient), on the shared dataset: 01 over the seeded
-store database and landing area, 02 over the gold marts through Trino and through Spark. Numbers they print are
-compared with pandas over the source files."""
+"""Both notebooks run end to end on the `apparel` kernel (nbclient), on the shared dataset (the session's
+`shared_lake`, which they only read): 01 over the seeded store database and landing area, 02 over the gold marts
+through Trino and through Spark. Numbers they print are compared with pandas over the source files."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ from nbclient import NotebookClient
 
 import expected_model as em
 from apparel.config import PROJECT_ROOT
-from apparel.seed import seed_dataset
-from conftest import settings_in
 
 pytestmark = [pytest.mark.slow]
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
@@ -55,10 +53,9 @@ def project_env(settings) -> dict[str, str]:
             "APPAREL_STORE_DB": settings.store_db, "APPAREL_REPORTS": settings.reports, "TZ": "UTC"}
 
 
-def test_sources_notebook_explores_the_store_and_the_workbooks(kernel, shared_dataset, tmp_path, monkeypatch):
-    settings = settings_in(tmp_path)
-    seed_dataset(settings, shared_dataset, log=lambda m: None)
-    text, plots = run("01_sources.ipynb", kernel, project_env(settings), monkeypatch)
+def test_sources_notebook_explores_the_store_and_the_workbooks(kernel, shared_lake, shared_dataset, monkeypatch):
+    # the session's seeded store and landing area, which the notebook only reads
+    text, plots = run("01_sources.ipynb", kernel, project_env(shared_lake.settings), monkeypatch)
     src = em.read_sources(shared_dataset)
     assert f"{len(src['provinces'])} provinces, {len(src['cities'])} cities" in text
     assert f"orders from {src['orders']['order_date'].min()}" in text

@@ -1,5 +1,6 @@
-"""The whole pipeline on the shared dataset: facts and marts against an independent pandas model, then
-idempotence, new orders and an SCD2 change, each on the same lakehouse in order."""
+"""The whole pipeline on the shared dataset: facts and marts of the session's shared run (the `shared_lake`
+fixture) against an independent pandas model, then, on a copy of that lakehouse, idempotence, new orders and an
+SCD2 change, in order."""
 
 from __future__ import annotations
 
@@ -13,9 +14,8 @@ import expected_model as em
 from apparel.catalog import Catalog
 from apparel.pipeline import run_layers
 from apparel.schemas import SOURCES
-from apparel.seed import seed_dataset
 from apparel.store import StoreDB
-from conftest import settings_in
+from conftest import copy_lake
 
 ALL = ["bronze", "silver", "gold"]
 SILVER_GOLD = [n for n in ["silver.dim_date", "silver.dim_customer", "silver.dim_product", "silver.dim_location",
@@ -29,13 +29,10 @@ def quiet(_msg):
 
 
 @pytest.fixture(scope="module")
-def lake(spark, shared_dataset, tmp_path_factory):
-    settings = settings_in(tmp_path_factory.mktemp("shared"))
-    seed_dataset(settings, shared_dataset, log=quiet)
-    summary = run_layers(spark, settings, ALL, log=quiet, run_date=date(2026, 1, 1))
+def lake(shared_lake, shared_dataset):
+    """The session's run of the shared dataset (read-only), and the source files read with pandas."""
     src = em.read_sources(shared_dataset)
-    return {"settings": settings, "catalog": Catalog(settings), "summary": summary, "src": src,
-            "facts": em.fact_lines(src)}
+    return {"catalog": Catalog(shared_lake.settings), "src": src, "facts": em.fact_lines(src)}
 
 
 def test_fact_totals_match_the_source_files(spark, lake):
@@ -92,8 +89,9 @@ def snapshot(spark, catalog) -> dict[str, pd.DataFrame]:
     return out
 
 
-def test_rerun_is_idempotent_then_new_orders_then_scd2(spark, lake, shared_dataset):
-    settings, catalog = lake["settings"], lake["catalog"]
+def test_rerun_is_idempotent_then_new_orders_then_scd2(spark, shared_lake, tmp_path):
+    settings = copy_lake(shared_lake, tmp_path / "lake")
+    catalog = Catalog(settings)
     before = snapshot(spark, catalog)
     run_layers(spark, settings, ALL, log=quiet, run_date=date(2026, 1, 2))
     after = snapshot(spark, catalog)
@@ -127,8 +125,8 @@ def test_rerun_is_idempotent_then_new_orders_then_scd2(spark, lake, shared_datas
     assert [(v["customer_key"] == old_key, v["last_name"] == "Renamed", v["is_current"], str(v["valid_to"]))
             for v in versions] == [(True, False, False, "2026-02-01"), (False, True, True, "9999-12-31")]
     assert str(versions[1]["valid_from"]) == "2026-02-01"
-    assert versions[1]["customer_key"] > max(r["customer_key"] for r in
-                                             catalog.read(spark, "silver.dim_customer").where("customer_id <> 5").collect())
+    others = catalog.read(spark, "silver.dim_customer").where("customer_id <> 5").collect()
+    assert versions[1]["customer_key"] > max(r["customer_key"] for r in others)
     keys = catalog.read(spark, "silver.fct_order_lines").where("customer_id = 5").select("customer_key").distinct()
     assert [r[0] for r in keys.collect()] == [old_key]  # earlier orders keep the old version's key
     # surrogate keys of the other customers did not move

@@ -30,7 +30,8 @@ def assets(kind: str) -> list[dict]:
 
 
 def charts_on(dashboard: dict) -> set[str]:
-    return {v["meta"]["uuid"] for v in dashboard["position"].values() if isinstance(v, dict) and v.get("type") == "CHART"}
+    return {v["meta"]["uuid"] for v in dashboard["position"].values()
+            if isinstance(v, dict) and v.get("type") == "CHART"}
 
 
 def api_session(stack, who: str) -> requests.Session:
@@ -104,7 +105,8 @@ def test_every_dashboard_renders_in_chromium_without_chart_errors(stack, gold_in
             # every chart holder has its chart, and nothing is loading any more
             page.wait_for_function(
                 """n => document.querySelectorAll('[data-test=chart-grid-component] .chart-container').length >= n
-                     && document.querySelectorAll('[data-test=dashboard-component-chart-holder] .loading').length == 0""",
+                     && document.querySelectorAll(
+                          '[data-test=dashboard-component-chart-holder] .loading').length == 0""",
                 arg=n)
             page.wait_for_load_state("networkidle")
             page.remove_listener("response", handler)

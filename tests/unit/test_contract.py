@@ -9,8 +9,7 @@ from datetime import datetime
 
 import pytest
 
-from apparel.contract import (classify, deduplicate, flag_missing_orders, quarantine_rows, reused_line_ids,
-                              valid_rows)
+from apparel.contract import classify, deduplicate, flag_missing_orders, quarantine_rows, reused_line_ids, valid_rows
 from apparel.schemas import SOURCES
 
 ORDERS = SOURCES["orders"]

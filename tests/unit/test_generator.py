@@ -8,8 +8,7 @@ import pandas as pd
 import pytest
 
 from apparel.generator import generate
-
-REAL_DIR = Path(__file__).resolve().parents[3] / "shared/datasets/django_apparel"
+from conftest import SHARED_DATASET as REAL_DIR  # $APPAREL_SHARED_DATASET, else ../shared beside the checkout
 
 TEXT_FILES = ["products.json", "product_categories.json", "orders.csv", "order_details.csv"]
 ALL_FILES = ["provinces.xlsx", "cities.xlsx", "customers.parquet", *TEXT_FILES]

@@ -7,12 +7,17 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-import pytest
-
 from apparel.gold import dm_basket_pairs, dm_customer_cohorts, dm_customer_rfm, dm_product_ranking, dm_sales_monthly
 from apparel.schemas import SOURCES
-from apparel.silver import (build_dim_date, build_dim_location, city_type, product_attributes, resolve_version,
-                            scd2_merge, with_unknown_member)
+from apparel.silver import (
+    build_dim_date,
+    build_dim_location,
+    city_type,
+    product_attributes,
+    resolve_version,
+    scd2_merge,
+    with_unknown_member,
+)
 
 OPEN_FROM, OPEN_TO = date(1900, 1, 1), date(9999, 12, 31)
 
