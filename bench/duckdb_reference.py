@@ -475,7 +475,8 @@ GOLD_SQL = {
                CAST(p.orders_together AS DOUBLE) / sb.orders AS confidence_b_to_a,
                (CAST(p.orders_together AS DOUBLE) / sa.orders) / (CAST(sb.orders AS DOUBLE) / n.all_orders)
                    AS lift
-        FROM pairs p CROSS JOIN n JOIN per_style sa ON sa.style = p.style_a JOIN per_style sb ON sb.style = p.style_b""",
+        FROM pairs p CROSS JOIN n JOIN per_style sa ON sa.style = p.style_a
+        JOIN per_style sb ON sb.style = p.style_b""",
 }
 
 

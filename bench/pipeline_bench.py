@@ -262,7 +262,8 @@ def child_pipeline(args: argparse.Namespace) -> int:
     layers = pipeline.parse_layers(args.layers)
     dataset = Path(args.dataset) if args.dataset else None
     workdir = Path(args.workdir)
-    quiet = lambda msg: print(msg, file=sys.stderr)  # stdout carries only the result line
+    def quiet(msg):
+        return print(msg, file=sys.stderr)  # stdout carries only the result line
     calls = CommitCalls()
     calls.install()
     out: dict[str, Any] = {"layers": layers}
@@ -378,7 +379,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'dataset':<10} {dataset} not found: using the generated sample (scale 1, generated in the seed phase)")
         dataset = None
     print(f"{'layers':<10} {', '.join(layers)}")
-    print(f"{'store':<10} {'SQLite, a fresh file per run' if args.store == 'sqlite' else args.store + ' (shared by both runs; seeding replaces its rows)'}")
+    store = ("SQLite, a fresh file per run" if args.store == "sqlite"
+             else args.store + " (shared by both runs; seeding replaces its rows)")
+    print(f"{'store':<10} {store}")
     print(f"{'rounds':<10} {args.repeat} (figures are medians)" if args.repeat > 1 else f"{'rounds':<10} 1")
     sys.stdout.flush()
     if args.keep_logs:

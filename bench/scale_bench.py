@@ -188,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'tmp':<10} {tempfile.gettempdir()} (free {shutil.disk_usage(tempfile.gettempdir()).free / 2**30:.0f} GiB)")
     print()
 
-    say = lambda msg: print(f"  {msg}", flush=True)
+    def say(msg):
+        return print(f"  {msg}", flush=True)
     figures: dict[float, dict] = {}
     for scale in scales:
         try:

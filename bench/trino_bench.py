@@ -72,7 +72,8 @@ def stop_services(names: set[str]) -> None:
         if name in names:
             proc = subprocess.run(["bash", str(SCRIPTS / f"{name}.sh"), "stop"], capture_output=True, text=True,
                                   check=False)
-            status = "stopped" if proc.returncode == 0 else f"stop failed (exit {proc.returncode}): {proc.stderr.strip()}"
+            status = ("stopped" if proc.returncode == 0
+                      else f"stop failed (exit {proc.returncode}): {proc.stderr.strip()}")
             print(f"[bench] {name} {status} (the bench started it)", file=sys.stderr)
 
 

@@ -21,11 +21,9 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Callable
 
 from apparel.config import Settings, load_settings
 from apparel.runtime import hours, one_line_error, parse_run_date
-
 
 _STARTED = time.monotonic()
 
@@ -156,7 +154,8 @@ def cmd_status(args) -> int:
         if r["rows"] is None:
             print(f"{r['table']:<32} {'-':>10} {'-':>8}  {'(not created yet)':<24}")
         else:
-            print(f"{r['table']:<32} {r['rows']:>10,} {r['version']:>8}  {str(r['last_batch'] or '-'):<24} {r['updated']}")
+            print(f"{r['table']:<32} {r['rows']:>10,} {r['version']:>8}  {str(r['last_batch'] or '-'):<24} "
+                  f"{r['updated']}")
     return 0
 
 
@@ -204,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=1000, help="most rows to print")
     p.set_defaults(func=cmd_query)
 
-    p = sub.add_parser("sql", help="Trino SQL over the lakehouse, e.g. \"SELECT sum(revenue) FROM gold.dm_sales_monthly\"")
+    p = sub.add_parser("sql", help="Trino SQL over the lakehouse, "
+                                   "e.g. \"SELECT sum(revenue) FROM gold.dm_sales_monthly\"")
     p.add_argument("sql")
     p.add_argument("--limit", type=int, default=1000, help="most rows to print")
     p.set_defaults(func=cmd_sql)

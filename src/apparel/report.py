@@ -3,16 +3,16 @@ path is printed).
 
 The report holds bar charts of monthly revenue, top products, revenue by province and RFM segments, the
 data-quality table of the run, and the latest bronze ingest of each table from ``ops.ingest_runs``, with a
-warning for each incremental table whose source and bronze disagree on the rows at or below the mark. Charts are inline SVG, so the file opens anywhere without network access.
+warning for each incremental table whose source and bronze disagree on the rows at or below the mark. Charts
+are inline SVG, so the file opens anywhere without network access.
 """
 
 from __future__ import annotations
 
 import html
+import math
 from datetime import datetime, timezone
 from pathlib import Path
-
-import math
 
 from apparel.catalog import Catalog
 from apparel.config import Settings

@@ -16,7 +16,6 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import settings_in
 from pyspark.sql import types as T
 from pyspark.testing import assertDataFrameEqual, assertSchemaEqual
 
@@ -25,6 +24,7 @@ from apparel.config import PROJECT_ROOT
 from apparel.generator import generate
 from apparel.pipeline import run_layers
 from apparel.seed import seed_dataset
+from conftest import settings_in
 
 pytest.importorskip("duckdb")
 pytest.importorskip("deltalake")

@@ -2,9 +2,17 @@
 
 from datetime import datetime
 
-from apparel.jobs.bronze import (above_watermark_sql, at_or_below_watermark_sql, content_fingerprint,
-                                 fingerprint_text, lookback_sql, new_rows_only, null_key_sql,
-                                 reconciliation_warning, with_metadata)
+from apparel.jobs.bronze import (
+    above_watermark_sql,
+    at_or_below_watermark_sql,
+    content_fingerprint,
+    fingerprint_text,
+    lookback_sql,
+    new_rows_only,
+    null_key_sql,
+    reconciliation_warning,
+    with_metadata,
+)
 
 
 def test_watermark_predicate_single_key():

@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     """spark-submit entry point: ``gold_build.py [--run-date YYYY-MM-DD] [--full-refresh] [--env ENV]``."""
     parser = argparse.ArgumentParser(prog="gold_build", description=__doc__.splitlines()[0])
     parser.add_argument("--env", default=None)
-    parser.add_argument("--run-date", default=None, help="logical date; accepted like every job's, the marts cover all history")
+    parser.add_argument("--run-date", default=None,
+                        help="logical date; accepted like every job's, the marts cover all history")
     parser.add_argument("--full-refresh", action="store_true", help="rewrite every mart from silver")
     args = parser.parse_args(argv)
 

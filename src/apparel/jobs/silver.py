@@ -37,14 +37,31 @@ from datetime import date, datetime, timezone
 from apparel.accounting import accounting_lines
 from apparel.catalog import Catalog, run_parallel
 from apparel.config import Settings
-from apparel.contract import (TableResult, classify, deduplicate, flag_missing_orders, quarantine_rows,
-                              reused_line_ids, valid_rows)
+from apparel.contract import (
+    TableResult,
+    classify,
+    deduplicate,
+    flag_missing_orders,
+    quarantine_rows,
+    reused_line_ids,
+    valid_rows,
+)
 from apparel.errors import AccountingError, SourceError
 from apparel.runtime import new_batch_id, parse_run_date, run_job
 from apparel.schemas import SOURCES
-from apparel.silver import (FCT_ORDER_LINES_COLUMNS, build_dim_date, build_dim_location, build_fct_order_lines,
-                            build_fct_orders, customer_attributes, product_attributes, resolve_orders,
-                            scd2_apply, scd2_changes, with_unknown_member)
+from apparel.silver import (
+    FCT_ORDER_LINES_COLUMNS,
+    build_dim_date,
+    build_dim_location,
+    build_fct_order_lines,
+    build_fct_orders,
+    customer_attributes,
+    product_attributes,
+    resolve_orders,
+    scd2_apply,
+    scd2_changes,
+    with_unknown_member,
+)
 
 MASTERS = ["provinces", "cities", "product_categories", "products", "customers"]
 FACTS = ["orders", "order_details"]
@@ -204,7 +221,8 @@ class SilverBuild:
         self.result.mode = "incremental" if complete else "full"
         why = ("--full-refresh" if self.full_refresh else "first run" if not consumed
                else "a silver table is missing" if complete is False and consumed else "")
-        self.log(f"[silver] run {self.run_id} ({self.result.mode}{', ' + why if why and self.result.mode == 'full' else ''}"
+        reason = f", {why}" if why and self.result.mode == "full" else ""
+        self.log(f"[silver] run {self.run_id} ({self.result.mode}{reason}"
                  f"; effective date {self.run_date})")
         if self.result.mode == "full":
             self._full()
