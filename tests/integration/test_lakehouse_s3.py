@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -66,7 +67,21 @@ def trino_one(settings, sql: str):
 
 def test_the_run_created_its_bucket_and_registered_every_table(s3_lake):
     assert not s3_lake["existed_before"] and client(s3_lake["settings"]).bucket_exists(s3_lake["bucket"])
-    assert "[trino] 30 table(s) registered in lakehouse" in s3_lake["output"]
+    # every Delta table the run wrote into the bucket (a `_delta_log` under lakehouse/<layer>/<table>) was
+    # registered in Trino, and Trino lists them
+    settings = s3_lake["settings"]
+    lake = S3Location.parse(settings.lakehouse)
+    written = {"/".join(o.object_name[len(lake.key) + 1:].split("/")[:2]).replace("/", ".")
+               for o in client(settings).list_objects(lake.bucket, prefix=lake.key + "/", recursive=True)
+               if "/_delta_log/" in o.object_name}
+    assert {"bronze.orders", "silver.fct_order_lines", "gold.dm_sales_monthly", "ops.ingest_runs"} <= written
+    registered = re.search(r"\[trino\] (\d+) table\(s\) registered in lakehouse: (.*)", s3_lake["output"])
+    assert registered, s3_lake["output"]
+    assert int(registered.group(1)) == len(written)
+    assert {n.split(" (")[0] for n in registered.group(2).split(", ")} == written
+    listed = execute(settings, "SELECT table_schema || '.' || table_name FROM lakehouse.information_schema.tables "
+                               "WHERE table_schema IN ('bronze', 'silver', 'gold', 'ops')")[1]
+    assert written <= {r[0] for r in listed}
     # the workbooks went to the S3 landing area
     landing = S3Location.parse(s3_lake["settings"].landing)
     names = sorted(o.object_name.rsplit("/", 1)[1] for o in
@@ -103,7 +118,8 @@ def test_registration_is_idempotent_and_the_sql_command_prints_trino_results(s3_
 
 
 def test_trino_readers_never_see_a_partial_gold_rewrite(spark, s3_lake):
-    """Trino queries in a loop while Spark rewrites every gold table: each answer is the whole table."""
+    """Trino queries in a loop while Spark rewrites every gold table (a full refresh: an incremental run with
+    nothing new would write nothing): each answer is the whole table."""
     settings, catalog = s3_lake["settings"], s3_lake["catalog"]
     regions = catalog.read(spark, "gold.dm_region_monthly").agg(F.count(F.lit(1)), F.sum("revenue")).collect()[0]
     expected = (TOTAL_REVENUE, 12, int(regions[0]), int(regions[1]))
@@ -123,7 +139,7 @@ def test_trino_readers_never_see_a_partial_gold_rewrite(spark, s3_lake):
     thread.start()
     time.sleep(1)
     started = time.monotonic()
-    run_layers(spark, settings, ["gold"], log=lambda m: None)
+    run_layers(spark, settings, ["gold"], log=lambda m: None, full_refresh=True)
     finished = time.monotonic()
     time.sleep(1)
     stop.set()
