@@ -252,19 +252,26 @@ class SilverBuild:
     def _dimensions(self, valid: dict, changed_masters: list[str]) -> dict[str, object]:
         """Apply the masters to the dimensions; return the natural keys whose SCD2 versions changed
         (``{"customer_id": df, "product_id": df}``), and write ``dim_location`` when it differs."""
-        touched: dict[str, object] = {}
+        tasks = {}
         if {"provinces", "cities"} & set(changed_masters) or not self.catalog.exists(self.spark, "silver.dim_location"):
-            location = build_dim_location(valid["cities"], valid["provinces"]).localCheckpoint()
-            self.flag_warnings("cities", location, "_orphan_province")
-            self._replace_if_different("silver.dim_location", location.drop("_orphan_province"))
+            def location():
+                dim = build_dim_location(valid["cities"], valid["provinces"]).localCheckpoint()
+                self.flag_warnings("cities", dim, "_orphan_province")
+                self._replace_if_different("silver.dim_location", dim.drop("_orphan_province"))
+            tasks["location"] = location
         if {"products", "product_categories"} & set(changed_masters) or not self.catalog.exists(
                 self.spark, "silver.dim_product"):
-            products = product_attributes(valid["products"], valid["product_categories"]).localCheckpoint()
-            self.flag_warnings("products", products, "_orphan_category")
-            touched["product_id"] = self._apply_scd2("silver.dim_product", products.drop("_orphan_category"))
+            def product():
+                products = product_attributes(valid["products"], valid["product_categories"]).localCheckpoint()
+                self.flag_warnings("products", products, "_orphan_category")
+                return self._apply_scd2("silver.dim_product", products.drop("_orphan_category"))
+            tasks["product_id"] = product
         if "customers" in changed_masters or not self.catalog.exists(self.spark, "silver.dim_customer"):
-            touched["customer_id"] = self._apply_scd2("silver.dim_customer", customer_attributes(valid["customers"]))
-        return touched
+            tasks["customer_id"] = lambda: self._apply_scd2("silver.dim_customer",
+                                                            customer_attributes(valid["customers"]))
+        # three independent dimensions, each in its own commit: concurrently
+        done = run_parallel(tasks, self.threads)
+        return {k: v for k, v in done.items() if k != "location"}
 
     def _apply_scd2(self, name: str, incoming):
         """Stage the SCD2 changes of ``incoming`` and apply them with one Delta MERGE (the table is created on
@@ -339,13 +346,13 @@ class SilverBuild:
                 del outputs[f"quarantine.{table}"]
         outputs["silver.fct_order_lines"] = fct_lines
         outputs["silver.fct_orders"] = fct_orders
+        outputs["silver.dim_date"] = build_dim_date(fct_orders)
         commits = self.catalog.overwrite_all(outputs, {"silver.fct_order_lines": ["order_month"]},
                                              threads=self.threads)
         stored = {name: c["rows"] for name, c in commits.items()}
         self.check_scope(stored)
         for name, n in stored.items():
             self._written(name, n)
-        self._dim_date(force=True)
         for t in FACTS:
             self.dup_totals[t] = self.result.tables[t].duplicates_removed
         self.result.touched_months = sorted(
@@ -381,13 +388,13 @@ class SilverBuild:
         flagged = reused_line_ids(everyone).where("_scope")
         self.flag_warnings("order_details", flagged, "_reused_line_id")
 
-    def _dim_date(self, force: bool = False) -> None:
+    def _dim_date(self) -> None:
         """``dim_date`` spans the first to the last valid order date: rebuilt when that span moved."""
         from pyspark.sql import functions as F
 
         orders = self.catalog.read(self.spark, "silver.fct_orders")
         dim = build_dim_date(orders)
-        if force or not self.catalog.exists(self.spark, "silver.dim_date"):
+        if not self.catalog.exists(self.spark, "silver.dim_date"):
             self.catalog.overwrite(dim, "silver.dim_date")
             self._written("silver.dim_date", self.catalog.last_commit(self.spark, "silver.dim_date")["rows"])
             return
@@ -560,8 +567,8 @@ class SilverBuild:
     def check_totals(self) -> None:
         """After the commits, over whole tables: every bronze row of orders and order lines is a fact row, a
         quarantined row or a removed duplicate."""
-        if not self.dup_totals:
-            return
+        if not self.dup_totals or self.result.mode == "full":
+            return  # a full run judged every bronze row: check_scope already checked the whole tables
         problems = []
         for t in FACTS:
             bronze = self._bronze(t).count()
@@ -582,13 +589,15 @@ class SilverBuild:
         rows = [(self.run_id, now, self.run_date, t, r.rows_read, r.rows_written, r.rows_quarantined,
                  r.duplicates_removed, r.quarantined, r.warnings, mode, r.rows_new, self.dup_totals.get(t))
                 for t, r in self.result.tables.items()]
-        self.catalog.append(self.spark.createDataFrame(rows, DQ_SCHEMA), "ops.dq_results", merge_schema=True)
+        appends = {"ops.dq_results": lambda: self.catalog.append(
+            self.spark.createDataFrame(rows, DQ_SCHEMA), "ops.dq_results", merge_schema=True)}
         batches = [(t, None, self.versions[t], self.run_id, now) for t in MASTERS]
         for t in FACTS:
             batches += [(t, b, self.versions[t], self.run_id, now) for b in self.batches.get(t, [])]
             if not self.batches.get(t):  # the version moved without new rows (OPTIMIZE, say): note it
                 batches.append((t, None, self.versions[t], self.run_id, now))
-        self.catalog.append(self.spark.createDataFrame(batches, BATCHES_SCHEMA), "ops.silver_batches")
+        appends["ops.silver_batches"] = lambda: self.catalog.append(
+            self.spark.createDataFrame(batches, BATCHES_SCHEMA), "ops.silver_batches")
         if self.result.changed:
             seq = 1
             if self.catalog.exists(self.spark, "ops.silver_runs"):
@@ -596,7 +605,9 @@ class SilverBuild:
                     F.coalesce(F.max("seq"), F.lit(0))).collect()[0][0]) + 1
             run = [(seq, self.run_id, now, self.run_date, mode, sorted(self.result.changed),
                     self.result.touched_months)]
-            self.catalog.append(self.spark.createDataFrame(run, RUNS_SCHEMA), "ops.silver_runs")
+            appends["ops.silver_runs"] = lambda: self.catalog.append(
+                self.spark.createDataFrame(run, RUNS_SCHEMA), "ops.silver_runs")
+        run_parallel(appends, self.threads)
 
 
 def main(argv: list[str] | None = None) -> int:
