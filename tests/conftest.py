@@ -5,6 +5,7 @@ scripts/services.sh). Also the order the tests run in: the fast ones first (see 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -28,7 +29,8 @@ pytest_plugins = ["stack_fixtures"]
 # The order the tests run in, so that a broken transform fails within minutes: the unit tests, then the
 # integration tests that need no service (first those that compare the transforms with the independent model),
 # then the real Airflow, then the object store, Trino and Superset. A module stays in one piece (its
-# module-scoped fixtures are built once), and keeps the order of its tests.
+# module-scoped fixtures are built once), and keeps the order of its tests. scripts/test.sh runs them on two
+# pytest-xdist workers; each worker takes the next group in this order when it is free.
 EARLY_MODULES = ["test_pipeline_shared.py", "test_contract_dirty.py", "test_cli.py"]
 
 
@@ -49,6 +51,39 @@ def pytest_collection_modifyitems(config, items):
         return tier[item.path], EARLY_MODULES.index(name) if name in EARLY_MODULES else len(EARLY_MODULES)
 
     items.sort(key=rank)  # stable: collection order within a rank
+    _check_service_modules(items)
+
+
+
+# The modules whose tests use the object store, Trino or Superset (the `services` fixture): under pytest-xdist
+# one worker runs them all, so one process starts those servers and stops them when no test needs them.
+SERVICE_MODULES = {"test_lakehouse_s3.py", "test_notebooks.py", "test_superset.py"}
+
+
+def _check_service_modules(items) -> None:
+    """A module with a `services` test must be in SERVICE_MODULES (or two workers would start the servers)."""
+    missing = sorted({item.path.name for item in items if item.get_closest_marker("services")} - SERVICE_MODULES)
+    if missing:
+        raise pytest.UsageError(f"tests/conftest.py: add {', '.join(missing)} to SERVICE_MODULES")
+
+
+if importlib.util.find_spec("xdist") is not None:
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_xdist_make_scheduler(config, log):
+        """scripts/test.sh runs the tests on two pytest-xdist workers. A work unit goes whole to one worker: a
+        unit test alone, an integration module whole (its module-scoped fixtures are built once), and the
+        SERVICE_MODULES together. Units are handed out in the order above, each to the next free worker.
+        (Our own grouping: `--dist loadgroup` loses its groups with pytest 9.2, pytest-xdist#1386.)"""
+        from xdist.scheduler import LoadScopeScheduling
+
+        class ModuleScheduling(LoadScopeScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                path = nodeid.split("::", 1)[0]
+                if path.startswith("tests/unit/"):
+                    return nodeid
+                return "services" if Path(path).name in SERVICE_MODULES else path
+
+        return ModuleScheduling(config, log)
 
 
 def pytest_sessionfinish(session, exitstatus):

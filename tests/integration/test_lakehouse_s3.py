@@ -80,7 +80,7 @@ def test_the_run_created_its_bucket_and_registered_every_table(s3_lake):
     assert int(registered.group(1)) == len(written)
     assert {n.split(" (")[0] for n in registered.group(2).split(", ")} == written
     listed = execute(settings, "SELECT table_schema || '.' || table_name FROM lakehouse.information_schema.tables "
-                               "WHERE table_schema IN ('bronze', 'silver', 'gold', 'ops')")[1]
+                               "WHERE table_schema IN ('bronze', 'silver', 'quarantine', 'gold', 'ops')")[1]
     assert written <= {r[0] for r in listed}
     # the workbooks went to the S3 landing area
     landing = S3Location.parse(s3_lake["settings"].landing)

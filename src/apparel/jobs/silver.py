@@ -479,8 +479,10 @@ class SilverBuild:
         old_orders = scoped(self.catalog.read(self.spark, "silver.fct_orders"), False).localCheckpoint()
         old_q = {t: scoped(self.catalog.read(self.spark, f"quarantine.{t}"), nulls[t]).localCheckpoint()
                  for t in FACTS}
+        # the reused-line rule needs, outside the scope, only the lines that share a detail id with the scope's
         others = self.catalog.read(self.spark, "silver.fct_order_lines").join(
-            F.broadcast(scope), "order_id", "left_anti").localCheckpoint()
+            F.broadcast(fct_lines.select("order_detail_id").distinct()), "order_detail_id", "left_semi").join(
+            F.broadcast(scope), "order_id", "left_anti")
         self._reused_line_warning(fct_lines, others)
         # duplicates over the whole table: the earlier total, less the duplicates the scope's earlier rows held
         # (counted from bronze alone, so a run that failed after its commits cannot skew it), plus the scope's
