@@ -1,7 +1,7 @@
 """The spark_jobs/ entry points under a real spark-submit, as the README shows them, on a small generated sample:
 bronze with both source groups in one job (Airflow's test submits each group on its own, and silver_build.py and
-gold_build.py through the same spark-submit, so they are not submitted again here), and a failing job's exit
-code and one-line reason."""
+gold_build.py through the same spark-submit, so they are not submitted again here), the maintenance job, and a
+failing job's exit code and one-line reason."""
 
 from __future__ import annotations
 
@@ -49,6 +49,15 @@ def test_entry_points_under_spark_submit(tmp_path):
     # every source file landed whole, the store's tables and the workbooks alike, counted with pandas
     sources = em.read_sources(sample)
     assert len(sources) == 7
+    assert {t: catalog.read(spark, f"bronze.{t}").count() for t in sources} == {t: len(df) for t, df in
+                                                                               sources.items()}
+
+    # the weekly maintenance DAG's job: OPTIMIZE and VACUUM over every table there is, which reads the same
+    proc = submit(env, "maintain.py")
+    assert proc.returncode == 0, f"maintain.py failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    assert "OPTIMIZE and VACUUM (retention 168 h)" in proc.stdout, proc.stdout[-2000:]
+    for table in sources:
+        assert f"bronze.{table}" in proc.stdout, table
     assert {t: catalog.read(spark, f"bronze.{t}").count() for t in sources} == {t: len(df) for t, df in
                                                                                sources.items()}
 
