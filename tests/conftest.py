@@ -54,7 +54,6 @@ def pytest_collection_modifyitems(config, items):
     _check_service_modules(items)
 
 
-
 # The modules whose tests use the object store, Trino or Superset (the `services` fixture): under pytest-xdist
 # one worker runs them all, so one process starts those servers and stops them when no test needs them.
 SERVICE_MODULES = {"test_lakehouse_s3.py", "test_notebooks.py", "test_superset.py"}

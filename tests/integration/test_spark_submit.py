@@ -39,27 +39,33 @@ def test_entry_points_under_spark_submit(tmp_path):
                 "APPAREL_STORE_DB": settings.store_db, "PATH": f"{BIN}:{env['PATH']}",
                 "PYSPARK_PYTHON": sys.executable})
 
-    proc = submit(env, "bronze_ingest.py")
-    assert proc.returncode == 0, f"bronze_ingest.py failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    def submit_ok(job):
+        proc = submit(env, job)
+        assert proc.returncode == 0, f"{job} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+        return proc
+
+    submit_ok("bronze_ingest.py")
 
     from apparel.spark import get_spark
 
     spark = get_spark(settings)
     catalog = Catalog(settings)
-    # every source file landed whole, the store's tables and the workbooks alike, counted with pandas
+    # every source file lands whole, the store's tables and the workbooks alike, counted with pandas
     sources = em.read_sources(sample)
     assert len(sources) == 7
-    assert {t: catalog.read(spark, f"bronze.{t}").count() for t in sources} == {t: len(df) for t, df in
-                                                                               sources.items()}
+    expected = {t: len(df) for t, df in sources.items()}
+
+    def bronze_counts():
+        return {t: catalog.read(spark, f"bronze.{t}").count() for t in sources}
+
+    assert bronze_counts() == expected
 
     # the weekly maintenance DAG's job: OPTIMIZE and VACUUM over every table there is, which reads the same
-    proc = submit(env, "maintain.py")
-    assert proc.returncode == 0, f"maintain.py failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
-    assert "OPTIMIZE and VACUUM (retention 168 h)" in proc.stdout, proc.stdout[-2000:]
+    out = submit_ok("maintain.py").stdout
+    assert "OPTIMIZE and VACUUM (retention 168 h)" in out, out[-2000:]
     for table in sources:
-        assert f"bronze.{table}" in proc.stdout, table
-    assert {t: catalog.read(spark, f"bronze.{t}").count() for t in sources} == {t: len(df) for t, df in
-                                                                               sources.items()}
+        assert f"bronze.{table}" in out, table
+    assert bronze_counts() == expected
 
     # a failing job exits non-zero with a one-line reason in its log (spark-submit passes the Python driver's
     # stderr through its stdout)
