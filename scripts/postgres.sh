@@ -6,14 +6,34 @@
 #   scripts/postgres.sh stop     stops it (the data directory stays)
 #   scripts/postgres.sh status
 #
-# Data, socket and log live in $APPAREL_PG_DIR (default .services/postgres, git-ignored). The port is
+# Data, socket and log live in $APPAREL_PG_DIR (default .services/postgres, git-ignored; see default_dir when
+# the checkout is in a private directory and the script runs as root). The port is
 # $APPAREL_PG_PORT, or a free one chosen at the first start and kept in $APPAREL_PG_DIR/port.
 # Authentication is `trust` on 127.0.0.1 only: a local development/test server. Point APPAREL_STORE_DB at a
 # real server (with a password) for anything else.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-DIR=${APPAREL_PG_DIR:-$ROOT/.services/postgres}
+
+# Run as root, the server runs as the postgres user, which must be able to reach its data directory. A checkout
+# under a private directory (`mktemp -d` makes mode 700) is out of its reach: then the default data directory
+# is one of this checkout's own under /var/tmp (named by a hash of the checkout's path, so every command finds
+# the same one).
+reachable_by_others() {
+  local p=$1
+  while [ "$p" != / ]; do
+    case "$(stat -c %A "$p")" in *x) ;; *) return 1 ;; esac
+    p=$(dirname "$p")
+  done
+}
+default_dir() {
+  if [ "$(id -u)" -eq 0 ] && ! reachable_by_others "$ROOT"; then
+    echo "/var/tmp/apparel-postgres-$(printf %s "$ROOT" | sha256sum | cut -c1-12)"
+  else
+    echo "$ROOT/.services/postgres"
+  fi
+}
+DIR=${APPAREL_PG_DIR:-$(default_dir)}
 DATA=$DIR/data
 LOG=$DIR/postgres.log
 PG_VERSION=${APPAREL_PG_VERSION:-15}
@@ -38,7 +58,8 @@ pg_bin() {
 
 # run as the postgres user when we are root (PostgreSQL refuses to run as root)
 as_owner() {
-  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  # from /: the working directory may be one the postgres user cannot enter
+  if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 free_port() {
