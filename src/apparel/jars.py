@@ -63,7 +63,7 @@ def artifact_name(jar: str) -> str:
     return _VERSION_SUFFIX.sub("", Path(jar).stem)
 
 
-def _ivy_xml(packages: list[str]) -> str:
+def _ivy_xml(packages: list[str], standalone: bool = False) -> str:
     deps = []
     for coord in packages:
         parts = coord.split(":")
@@ -73,7 +73,7 @@ def _ivy_xml(packages: list[str]) -> str:
         # an exclude inside a dependency also matches the dependency itself, so a named coordinate from a
         # provided organisation (hadoop-aws) keeps its own organisation; its Hadoop dependencies are all
         # `provided` scope, which the default configuration does not resolve
-        excludes = "".join(f'<exclude org="{o}"/>' for o in PROVIDED_ORGS if o != parts[0])
+        excludes = "" if standalone else "".join(f'<exclude org="{o}"/>' for o in PROVIDED_ORGS if o != parts[0])
         deps.append(f'    <dependency org={org} name={name} rev={rev} conf="default->default">{excludes}</dependency>')
     return (
         '<ivy-module version="2.0">\n'
@@ -83,17 +83,18 @@ def _ivy_xml(packages: list[str]) -> str:
     )
 
 
-def cache_key(packages: list[str]) -> str:
+def cache_key(packages: list[str], standalone: bool = False) -> str:
     import pyspark
 
-    text = "\n".join(sorted(packages)) + f"\npyspark={pyspark.__version__}"
+    text = "\n".join(sorted(packages)) + f"\npyspark={pyspark.__version__}" + ("\nstandalone" if standalone else "")
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def resolve(packages: list[str], cache_dir: str | Path, log=print) -> list[str]:
-    """Return absolute paths of the jars for ``packages``, resolving them on the first call."""
+def resolve(packages: list[str], cache_dir: str | Path, log=print, standalone: bool = False) -> list[str]:
+    """Return absolute paths of the jars for ``packages``, resolving them on the first call. ``standalone``: the
+    classpath of a JVM of its own (the Kafka broker), every transitive jar kept, nothing left to pyspark."""
     cache_root = Path(cache_dir).expanduser()
-    target = cache_root / cache_key(packages)
+    target = cache_root / cache_key(packages, standalone)
     manifest = target / "manifest.txt"
     if manifest.exists():
         jars = [str(target / line) for line in manifest.read_text().split() if line]
@@ -106,7 +107,7 @@ def resolve(packages: list[str], cache_dir: str | Path, log=print) -> list[str]:
     cache_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_root, prefix=".resolve-") as tmp:
         ivy_file = Path(tmp) / "ivy.xml"
-        ivy_file.write_text(_ivy_xml(packages))
+        ivy_file.write_text(_ivy_xml(packages, standalone))
         retrieve = Path(tmp) / "jars"
         cmd = [java_executable(), "-jar", str(ivy_jars[0]), "-ivy", str(ivy_file),
                "-cache", str(cache_root / "ivy-cache"), "-confs", "default",
@@ -115,7 +116,7 @@ def resolve(packages: list[str], cache_dir: str | Path, log=print) -> list[str]:
         if proc.returncode != 0 or not retrieve.exists():
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
             raise SetupError(f"could not resolve jars {', '.join(packages)} from Maven Central:\n{tail}")
-        provided = {artifact_name(j.name) for j in pyspark_jars_dir().glob("*.jar")}
+        provided = set() if standalone else {artifact_name(j.name) for j in pyspark_jars_dir().glob("*.jar")}
         keep = sorted(j.name for j in retrieve.glob("*.jar") if artifact_name(j.name) not in provided)
         (retrieve / "manifest.txt").write_text("\n".join(keep) + "\n")
         for j in retrieve.glob("*.jar"):
