@@ -4,20 +4,22 @@
 #   scripts/kafka.sh start    resolve the jars if missing, format the log dir once, start, wait for the port
 #   scripts/kafka.sh stop
 #   scripts/kafka.sh status
+#   scripts/kafka.sh classpath   the JVM classpath (also Kafka Connect's: scripts/connect.sh)
 #
-# Kafka 4.4 comes from Maven Central as jars (org.apache.kafka:kafka_2.13 and its dependencies, plus the log4j2
-# SLF4J binding the artifact lacks), resolved by the project's resolver (apparel.jars, standalone mode) into
+# Kafka 4.4 comes from Maven Central as jars (org.apache.kafka:kafka_2.13 and its dependencies, kafka-tools,
+# which brings the Kafka Connect runtime, plus the log4j2 SLF4J binding the artifacts lack), resolved by the project's resolver (apparel.jars, standalone mode) into
 # ~/.cache/apparel/kafka-jars/<hash>/. It listens on 127.0.0.1 at the port of APPAREL_KAFKA_BOOTSTRAP (default
 # 127.0.0.1:19092), its controller on the next port. Data and logs: .services/kafka/.
 set -euo pipefail
 NAME=kafka
 . "$(dirname "${BASH_SOURCE[0]}")/services-lib.sh"
+load_settings
 
 VERSION=4.4.0
-PACKAGES="org.apache.kafka:kafka_2.13:$VERSION org.apache.logging.log4j:log4j-slf4j-impl:2.25.5"
+PACKAGES="org.apache.kafka:kafka_2.13:$VERSION org.apache.kafka:kafka-tools:$VERSION org.apache.logging.log4j:log4j-slf4j-impl:2.25.5"
 DIR=$SERVICES_DIR/kafka
 LOGS=$DIR/logs
-BOOTSTRAP=${APPAREL_KAFKA_BOOTSTRAP:-127.0.0.1:19092}
+BOOTSTRAP=$APPAREL_KAFKA_BOOTSTRAP
 PORT=${BOOTSTRAP##*:}
 CONTROLLER_PORT=$((PORT + 1))
 HEAP=${APPAREL_KAFKA_HEAP:-512m}
@@ -101,12 +103,15 @@ case "${1:-start}" in
     echo "[$NAME] ready: $BOOTSTRAP" >&2
     ;;
   stop)
-    if stop_pid "$DIR/kafka.pid"; then echo "[$NAME] stopped" >&2; else echo "[$NAME] not running" >&2; fi
+    stop_command "$DIR/kafka.pid"
+    ;;
+  classpath)
+    classpath
     ;;
   status)
-    if pid_alive "$DIR/kafka.pid"; then echo "[$NAME] running: $BOOTSTRAP" >&2; else echo "[$NAME] stopped" >&2; exit 3; fi
+    status_command "$DIR/kafka.pid" "$BOOTSTRAP"
     ;;
   *)
-    echo "usage: $0 {start|stop|status}" >&2; exit 2
+    echo "usage: $0 {start|stop|status|classpath}" >&2; exit 2
     ;;
 esac

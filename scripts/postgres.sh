@@ -9,6 +9,7 @@
 # Data, socket and log live in $APPAREL_PG_DIR (default .services/postgres, git-ignored; see default_dir when
 # the checkout is in a private directory and the script runs as root). The port is
 # $APPAREL_PG_PORT, or a free one chosen at the first start and kept in $APPAREL_PG_DIR/port.
+# It runs with logical WAL and has a capture role (APPAREL_CDC_USER, default apparel_cdc) for change data capture.
 # Authentication is `trust` on 127.0.0.1 only: a local development/test server. Point APPAREL_STORE_DB at a
 # real server (with a password) for anything else.
 set -euo pipefail
@@ -39,6 +40,7 @@ LOG=$DIR/postgres.log
 PG_VERSION=${APPAREL_PG_VERSION:-15}
 DB_USER=apparel
 DB_NAME=apparel
+CDC_USER=${APPAREL_CDC_USER:-apparel_cdc}
 
 say() { echo "[postgres] $*" >&2; }
 
@@ -74,6 +76,13 @@ port() {
 
 url() { echo "postgresql://$DB_USER@127.0.0.1:$(port)/$DB_NAME"; }
 
+# Logical WAL so that change data capture (Debezium, README "Real-time path") can read the store; a slot may
+# hold at most 1 GB of WAL, so a capture left stopped never fills the disk (the slot is invalidated instead).
+server_options() {
+  echo "-c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50 -c wal_level=logical" \
+       "-c max_wal_senders=10 -c max_replication_slots=10 -c max_slot_wal_keep_size=1GB"
+}
+
 running() { [ -f "$DATA/postmaster.pid" ] && as_owner "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; }
 
 cmd=${1:-start}
@@ -86,14 +95,17 @@ case "$cmd" in
       say "initialising $DATA"
       as_owner "$BIN/initdb" -D "$DATA" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null
     fi
+    if running && [ "$(as_owner "$BIN/psql" -h 127.0.0.1 -p "$(port)" -U postgres -qAt -c 'SHOW wal_level' 2>/dev/null)" != logical ]; then
+      say "restarting: the running server has no logical WAL (a server from an older checkout)"
+      as_owner "$BIN/pg_ctl" -D "$DATA" -m fast -w stop >/dev/null
+    fi
     if running; then
       say "already running on port $(port)"
     else
       P=$(port)
       say "starting on 127.0.0.1:$P (log: $LOG)"
       touch "$LOG"; if [ "$(id -u)" -eq 0 ]; then chown postgres "$LOG"; fi
-      as_owner "$BIN/pg_ctl" -D "$DATA" -l "$LOG" -w -t 60 start \
-        -o "-p $P -k $DIR -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50" >/dev/null
+      as_owner "$BIN/pg_ctl" -D "$DATA" -l "$LOG" -w -t 60 start -o "-p $P -k $DIR $(server_options)" >/dev/null
     fi
     P=$(port)
     for _ in $(seq 1 60); do
@@ -107,6 +119,11 @@ case "$cmd" in
     fi
     if [ "$(psql -c "SELECT 1 FROM pg_database WHERE datname = '$DB_NAME'")" != 1 ]; then
       psql -c "CREATE DATABASE $DB_NAME OWNER $DB_USER"
+    fi
+    # the capture role (change data capture): REPLICATION needs a superuser to grant; `apparel cdc prepare`
+    # then gives it SELECT on the five store tables of a database, and nothing else
+    if [ "$(psql -c "SELECT 1 FROM pg_roles WHERE rolname = '$CDC_USER'")" != 1 ]; then
+      psql -c "CREATE ROLE $CDC_USER LOGIN REPLICATION"
     fi
     url
     ;;

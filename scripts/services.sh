@@ -1,37 +1,89 @@
 #!/usr/bin/env bash
-# The object store, Trino and Superset together, natively (what `make services-up` / `make services-down` run,
-# and what the tests and CI use): scripts/objectstore.sh (SeaweedFS), scripts/trino.sh, then
-# scripts/superset.sh when its secrets are set (SUPERSET_SECRET_KEY, SUPERSET_ADMIN_PASSWORD; `make superset`
-# starts it alone and says what is missing).
+# The project's services together, natively (what `make services-up` / `make services-down` run, and what the
+# tests and CI use): scripts/objectstore.sh (SeaweedFS), scripts/trino.sh, then scripts/superset.sh when its
+# secrets are set (SUPERSET_SECRET_KEY, SUPERSET_ADMIN_PASSWORD; `make superset` starts it alone and says what is
+# missing). With APPAREL_CDC=1 (or the `cdc` part alone), also the change data capture path: the PostgreSQL
+# store (scripts/postgres.sh: logical WAL, the capture role), Kafka (scripts/kafka.sh), Kafka Connect with
+# Debezium (scripts/connect.sh), the store readied (`apparel cdc prepare`) and the connector registered.
 #
-#   scripts/services.sh up | down | status
+#   scripts/services.sh up [all|lake|cdc]      all (default): the lake services, and CDC when APPAREL_CDC=1
+#   scripts/services.sh down [all|lake|cdc]    stops them; data, topics, the connector and its slot stay
+#   scripts/services.sh status [all|lake|cdc]
+#   scripts/services.sh env                    the APPAREL_* settings that reach the running services, for eval
 set -euo pipefail
 HERE=$(dirname "${BASH_SOURCE[0]}")
-case "${1:-up}" in
+ROOT=$(cd "$HERE/.." && pwd)
+cmd=${1:-up}
+part=${2:-all}
+case "$part" in all|lake|cdc) ;; *) echo "usage: $0 {up|down|status} [all|lake|cdc]" >&2; exit 2 ;; esac
+cdc_on() { [ "$part" = cdc ] || { [ "$part" = all ] && [[ "${APPAREL_CDC:-0}" =~ ^(1|true|yes|on)$ ]]; }; }
+lake_on() { [ "$part" != cdc ]; }
+
+# the store the capture reads: APPAREL_STORE_DB when it is PostgreSQL, else the project's local server
+store_url() {
+  case "${APPAREL_STORE_DB:-}" in
+    postgresql://*|postgres://*) echo "$APPAREL_STORE_DB" ;;
+    *) bash "$HERE/postgres.sh" url ;;
+  esac
+}
+
+case "$cmd" in
   up)
-    bash "$HERE/objectstore.sh" start
-    bash "$HERE/trino.sh" start
-    if [ -n "${SUPERSET_SECRET_KEY:-}" ] && [ -n "${SUPERSET_ADMIN_PASSWORD:-}" ]; then
-      bash "$HERE/superset.sh" start
-    else
-      echo "[superset] not started: SUPERSET_SECRET_KEY and SUPERSET_ADMIN_PASSWORD are not both set (.env.example)" >&2
+    if lake_on; then
+      bash "$HERE/objectstore.sh" start
+      bash "$HERE/trino.sh" start
+      if [ -n "${SUPERSET_SECRET_KEY:-}" ] && [ -n "${SUPERSET_ADMIN_PASSWORD:-}" ]; then
+        bash "$HERE/superset.sh" start
+      else
+        echo "[superset] not started: SUPERSET_SECRET_KEY and SUPERSET_ADMIN_PASSWORD are not both set (.env.example)" >&2
+      fi
+    fi
+    if cdc_on; then
+      case "${APPAREL_STORE_DB:-}" in postgresql://*|postgres://*) ;; *) bash "$HERE/postgres.sh" start > /dev/null ;; esac
+      bash "$HERE/kafka.sh" start
+      bash "$HERE/connect.sh" start
+      APPAREL_STORE_DB=$(store_url) "$ROOT/.venv/bin/apparel" cdc prepare
+      APPAREL_STORE_DB=$(store_url) "$ROOT/.venv/bin/apparel" cdc register
     fi
     ;;
   down)
     rc=0
-    bash "$HERE/superset.sh" stop || rc=$?
-    bash "$HERE/trino.sh" stop || rc=$?
-    bash "$HERE/objectstore.sh" stop || rc=$?
+    if cdc_on || [ "$part" = all ]; then
+      # the capture stops first, so the broker's last records are flushed; nothing is dropped
+      bash "$HERE/connect.sh" stop || rc=$?
+      bash "$HERE/kafka.sh" stop || rc=$?
+      if cdc_on; then bash "$HERE/postgres.sh" stop || rc=$?; fi
+    fi
+    if lake_on; then
+      bash "$HERE/superset.sh" stop || rc=$?
+      bash "$HERE/trino.sh" stop || rc=$?
+      bash "$HERE/objectstore.sh" stop || rc=$?
+    fi
     exit $rc
     ;;
   status)
     rc=0
-    bash "$HERE/objectstore.sh" status || rc=$?
-    bash "$HERE/trino.sh" status || rc=$?
-    bash "$HERE/superset.sh" status || true  # optional: started only when its secrets are set
+    if lake_on; then
+      bash "$HERE/objectstore.sh" status || rc=$?
+      bash "$HERE/trino.sh" status || rc=$?
+      bash "$HERE/superset.sh" status || true  # optional: started only when its secrets are set
+    fi
+    if cdc_on; then
+      bash "$HERE/postgres.sh" status || rc=$?
+      bash "$HERE/kafka.sh" status || rc=$?
+      bash "$HERE/connect.sh" status || rc=$?
+    fi
     exit $rc
     ;;
+  env)
+    # `eval "$(bash scripts/services.sh env)"`: the settings the services were started with, exported
+    (cd "$ROOT" && .venv/bin/python -m apparel.services) | sed 's/^/export /'
+    if bash "$HERE/postgres.sh" status > /dev/null 2>&1; then
+      echo "export APPAREL_STORE_DB=$(printf %q "$(store_url)")"
+    fi
+    if bash "$HERE/connect.sh" status > /dev/null 2>&1; then echo "export APPAREL_CDC=1"; fi
+    ;;
   *)
-    echo "usage: $0 {up|down|status}" >&2; exit 2
+    echo "usage: $0 {up|down|status|env} [all|lake|cdc]" >&2; exit 2
     ;;
 esac

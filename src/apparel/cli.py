@@ -8,6 +8,7 @@
     apparel register                                      register the s3a:// lakehouse's tables in Trino
     apparel status                                        rows, Delta version and last batch of every table
     apparel maintain [--retention-hours H]                OPTIMIZE and VACUUM every table
+    apparel cdc prepare|register|status|drop              change data capture (the Debezium connector)
     apparel jars                                          resolve and print the cached JVM jars
 
 A failure exits non-zero with a one-line reason; ``--debug`` (or APPAREL_DEBUG=1) shows the traceback.
@@ -177,6 +178,27 @@ def cmd_jars(args) -> int:
     return 0
 
 
+def cmd_cdc(args) -> int:
+    from apparel import cdc
+
+    settings = _settings(args)
+    if args.action == "prepare":
+        cdc.prepare_source(settings, log=log)
+    elif args.action == "register":
+        cdc.register(settings, log=log)
+    elif args.action == "drop":
+        cdc.drop(settings, log=log)
+    else:
+        st = cdc.status(settings)
+        if st is None:
+            print(f"connector {settings.cdc.topic_prefix}: not registered")
+            return 3
+        tasks = ", ".join(f"task {t['id']} {t['state']}" for t in st.get("tasks", []))
+        print(f"connector {settings.cdc.topic_prefix}: {st['connector']['state']} ({tasks or 'no task'})")
+        return 0 if tasks and all(t["state"] == "RUNNING" for t in st["tasks"]) else 3
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="apparel", description="Django Apparel lakehouse")
     parser.add_argument("--env", default=None, help="settings environment (conf/<env>.yaml; default local)")
@@ -219,6 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retention-hours", type=hours, default=None,
                    help="keep the files of versions younger than this (default: maintenance.retention_hours, 168)")
     p.set_defaults(func=cmd_maintain)
+
+    p = sub.add_parser("cdc", help="change data capture: prepare the store, register, show or drop the Debezium "
+                                   "connector (README \"Real-time path\")")
+    p.add_argument("action", choices=["prepare", "register", "status", "drop"],
+                   help="prepare: publication, replica identity, grants; register: put the connector to Kafka "
+                        "Connect; status: its state (exit 3 unless running); drop: connector, slot and topics")
+    p.set_defaults(func=cmd_cdc)
 
     p = sub.add_parser("jars", help="resolve the JVM jars into the cache and print their paths")
     p.set_defaults(func=cmd_jars)

@@ -41,6 +41,16 @@ ENV_OVERRIDES: dict[str, str] = {
     "APPAREL_TRINO_USER": "trino.user",
     "APPAREL_TRINO_METASTORE_DIR": "trino.metastore_dir",
     "APPAREL_SUPERSET_URL": "superset.url",
+    "APPAREL_CDC": "cdc.enabled",
+    "APPAREL_KAFKA_BOOTSTRAP": "cdc.kafka_bootstrap",
+    "APPAREL_CONNECT_URL": "cdc.connect_url",
+    "APPAREL_CDC_TOPIC_PREFIX": "cdc.topic_prefix",
+    "APPAREL_CDC_SLOT": "cdc.slot",
+    "APPAREL_CDC_USER": "cdc.user",
+    "APPAREL_CDC_PASSWORD": "cdc.password",
+    "APPAREL_STREAM_TRIGGER": "stream.trigger",
+    "APPAREL_STREAM_CHECKPOINT": "stream.checkpoint",
+    "APPAREL_STREAM_MAX_LAG_SECONDS": "stream.health_max_lag_seconds",
 }
 
 
@@ -114,6 +124,38 @@ class MaintenanceSettings:
     retention_hours: int    # VACUUM keeps the files older versions need for this long (Delta's floor: 168)
 
 
+def _truthy(value: Any) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class CdcSettings:
+    """``cdc:`` in conf/base.yaml: the change data capture path (README "Real-time path")."""
+
+    enabled: bool
+    kafka_bootstrap: str
+    connect_url: str
+    topic_prefix: str       # topics are <prefix>.public.<table>; the connector is named after it
+    slot: str
+    publication: str
+    user: str
+    password: str           # APPAREL_CDC_PASSWORD only; "" for the local trust-authenticated server
+    heartbeat_ms: int
+
+    def topic(self, table: str) -> str:
+        return f"{self.topic_prefix}.public.{table}"
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """``stream:`` in conf/base.yaml (``apparel stream``)."""
+
+    trigger: str
+    checkpoint: str         # resolved: a local path or an s3a:// URI
+    max_offsets_per_trigger: int
+    health_max_lag_seconds: int
+
+
 @dataclass(frozen=True)
 class Settings:
     """The resolved settings of one environment."""
@@ -169,6 +211,32 @@ class Settings:
     @property
     def maintenance(self) -> MaintenanceSettings:
         return MaintenanceSettings(retention_hours=_setting_int(self.raw, "maintenance.retention_hours", 0))
+
+    @property
+    def cdc(self) -> CdcSettings:
+        c = dict(self.raw.get("cdc") or {})
+        return CdcSettings(
+            enabled=_truthy(c.get("enabled", False)),
+            kafka_bootstrap=str(c.get("kafka_bootstrap") or "127.0.0.1:19092"),
+            connect_url=str(c.get("connect_url") or "http://127.0.0.1:18083").rstrip("/"),
+            topic_prefix=str(c.get("topic_prefix") or "apparel"),
+            slot=str(c.get("slot") or "apparel_cdc"),
+            publication=str(c.get("publication") or "apparel_cdc"),
+            user=str(c.get("user") or "apparel_cdc"),
+            password=str(c.get("password") or ""),
+            heartbeat_ms=_setting_int(self.raw, "cdc.heartbeat_ms", 0),
+        )
+
+    @property
+    def stream(self) -> StreamSettings:
+        s = dict(self.raw.get("stream") or {})
+        checkpoint = str(s.get("checkpoint") or "./var/stream/checkpoint")
+        return StreamSettings(
+            trigger=str(s.get("trigger") or "2 seconds"),
+            checkpoint=checkpoint if is_s3_uri(checkpoint) else resolve_path(checkpoint),
+            max_offsets_per_trigger=_setting_int(self.raw, "stream.max_offsets_per_trigger", 1),
+            health_max_lag_seconds=_setting_int(self.raw, "stream.health_max_lag_seconds", 1),
+        )
 
     @property
     def superset(self) -> dict:

@@ -37,9 +37,24 @@ def packages_for(settings) -> list[str]:
     return list(jars["packages"]) + (list(jars.get("s3_packages") or []) if with_s3 else [])
 
 
+def stream_packages_for(settings) -> list[str]:
+    """Structured Streaming's Kafka source (``jars.stream_packages``), when change data capture is on or
+    ``jars.stream_on_classpath`` is true; else none."""
+    jars = settings.jars
+    wanted = settings.cdc.enabled or str(jars.get("stream_on_classpath", False)).lower() == "true"
+    return list(jars.get("stream_packages") or []) if wanted else []
+
+
 def jars_for(settings, log=print) -> list[str]:
-    """Absolute paths of the jars ``settings`` need (:func:`packages_for`), resolved into the cache on first use."""
-    return resolve(packages_for(settings), settings.jars["cache_dir"], log=log)
+    """Absolute paths of the jars ``settings`` need (:func:`packages_for`, then :func:`stream_packages_for`),
+    resolved into the cache on first use. The streaming jars are a cache entry of their own, so switching them
+    on does not copy the S3 bundle into a new entry."""
+    found = resolve(packages_for(settings), settings.jars["cache_dir"], log=log)
+    stream = stream_packages_for(settings)
+    if stream:
+        have = {artifact_name(j) for j in found}
+        found += [j for j in resolve(stream, settings.jars["cache_dir"], log=log) if artifact_name(j) not in have]
+    return found
 
 
 def pyspark_jars_dir() -> Path:

@@ -14,7 +14,7 @@ from apparel.config import load_settings
 
 
 def service_env(settings) -> dict[str, str]:
-    s3, trino = settings.s3, settings.trino
+    s3, trino, cdc = settings.s3, settings.trino, settings.cdc
     return {
         "APPAREL_S3_ENDPOINT": str(s3["endpoint"]),
         "APPAREL_S3_REGION": str(s3["region"]),
@@ -24,6 +24,8 @@ def service_env(settings) -> dict[str, str]:
         "APPAREL_TRINO_METASTORE_DIR": str(trino.get("metastore_dir") or ""),
         "APPAREL_TRINO_USER": str(trino.get("user") or "apparel"),
         "APPAREL_SUPERSET_URL": str(settings.superset.get("url") or ""),
+        "APPAREL_KAFKA_BOOTSTRAP": cdc.kafka_bootstrap,
+        "APPAREL_CONNECT_URL": cdc.connect_url,
     }
 
 
