@@ -7,7 +7,8 @@
 # Debezium (scripts/connect.sh), the store readied (`apparel cdc prepare`) and the connector registered.
 #
 #   scripts/services.sh up [all|lake|cdc]      all (default): the lake services, and CDC when APPAREL_CDC=1
-#   scripts/services.sh down [all|lake|cdc]    stops them; data, topics, the connector and its slot stay
+#   scripts/services.sh down [all|lake|cdc]    stops them (cdc: Connect and Kafka; all: PostgreSQL too); data,
+#                                              topics, the connector and its slot stay
 #   scripts/services.sh status [all|lake|cdc]
 #   scripts/services.sh env                    the APPAREL_* settings that reach the running services, for eval
 set -euo pipefail
@@ -52,7 +53,8 @@ case "$cmd" in
       # the capture stops first, so the broker's last records are flushed; nothing is dropped
       bash "$HERE/connect.sh" stop || rc=$?
       bash "$HERE/kafka.sh" stop || rc=$?
-      if cdc_on; then bash "$HERE/postgres.sh" stop || rc=$?; fi
+      # the store itself only with everything (`make services-down`); `down cdc` leaves it serving
+      if [ "$part" = all ] && cdc_on; then bash "$HERE/postgres.sh" stop || rc=$?; fi
     fi
     if lake_on; then
       bash "$HERE/superset.sh" stop || rc=$?

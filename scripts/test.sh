@@ -27,6 +27,8 @@ xdist=()
 if [ "$workers" != 0 ]; then xdist=(-n "$workers" --dist loadscope --no-loadscope-reorder); fi
 .venv/bin/python -m pytest tests "${xdist[@]}" --durations=25 --junitxml=artifacts/junit.xml "$@" || status=$?
 # leave no server behind
+bash scripts/connect.sh stop >/dev/null 2>&1 || true
+bash scripts/kafka.sh stop >/dev/null 2>&1 || true
 bash scripts/postgres.sh stop >/dev/null 2>&1 || true
 if [ "$services_were_up" = 0 ]; then bash scripts/services.sh down >/dev/null 2>&1 || true; fi
 exit $status

@@ -57,13 +57,16 @@ def pytest_collection_modifyitems(config, items):
 # The modules whose tests use the object store, Trino or Superset (the `services` fixture): under pytest-xdist
 # one worker runs them all, so one process starts those servers and stops them when no test needs them.
 SERVICE_MODULES = {"test_lakehouse_s3.py", "test_notebooks.py", "test_superset.py"}
+# Likewise the modules that start and stop the Kafka broker and Kafka Connect (scripts/kafka.sh, connect.sh).
+CDC_MODULES = {"test_kafka.py", "test_stream.py"}
 
 
 def _check_service_modules(items) -> None:
     """A module with a `services` test must be in SERVICE_MODULES (or two workers would start the servers)."""
-    missing = sorted({item.path.name for item in items if item.get_closest_marker("services")} - SERVICE_MODULES)
-    if missing:
-        raise pytest.UsageError(f"tests/conftest.py: add {', '.join(missing)} to SERVICE_MODULES")
+    for marker, group, name in (("services", SERVICE_MODULES, "SERVICE_MODULES"), ("cdc", CDC_MODULES, "CDC_MODULES")):
+        missing = sorted({item.path.name for item in items if item.get_closest_marker(marker)} - group)
+        if missing:
+            raise pytest.UsageError(f"tests/conftest.py: add {', '.join(missing)} to {name}")
 
 
 if importlib.util.find_spec("xdist") is not None:
@@ -80,7 +83,8 @@ if importlib.util.find_spec("xdist") is not None:
                 path = nodeid.split("::", 1)[0]
                 if path.startswith("tests/unit/"):
                     return nodeid
-                return "services" if Path(path).name in SERVICE_MODULES else path
+                name = Path(path).name
+                return "services" if name in SERVICE_MODULES else "cdc" if name in CDC_MODULES else path
 
         return ModuleScheduling(config, log)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Callable, TypeVar
 
 from apparel.config import Settings
-from apparel.schemas import SOURCES
+from apparel.schemas import SOURCES, STORE_TABLES
 
 T = TypeVar("T")
 LAYERS = ("bronze", "silver", "gold", "quarantine", "ops")
@@ -46,6 +46,10 @@ def register(name: str, grain: str) -> TableInfo:
 for _src in SOURCES.values():
     register(f"bronze.{_src.name}", f"one row per {_src.name} source row as extracted, per batch"
              if _src.incremental else f"one row per {_src.name} source row in the latest snapshot")
+for _src in STORE_TABLES:
+    register(f"bronze.cdc_{_src.name}", f"one row per change event of the store's {_src.name} (Debezium, through "
+             "Kafka), as the stream landed it")
+register("ops.stream_batches", "one row per stream micro-batch that landed change events")
 register("ops.ingest_runs", "one row per bronze table per ingest batch")
 register("ops.dq_results", "one row per source table per silver run: the contract's row accounting")
 register("ops.silver_batches", "one row per bronze batch (or master snapshot) a silver run consumed")

@@ -133,14 +133,24 @@ def status(settings) -> dict | None:
 
 
 def register(settings, log=print, timeout: float = 120) -> dict:
-    """Create or update the connector and wait until its task runs; a failed task raises with its trace."""
+    """Create or update the connector and wait until its task runs; a failed task is restarted once, then
+    raises with its trace."""
     name = settings.cdc.topic_prefix
     _request(settings, "PUT", f"/connectors/{name}/config", connector_config(settings))
     deadline = time.monotonic() + timeout
+    restarted = False
     while True:
         st = status(settings)
         tasks = (st or {}).get("tasks") or []
-        if any(t.get("state") == "FAILED" for t in tasks) or (st or {}).get("connector", {}).get("state") == "FAILED":
+        states = [t.get("state") for t in tasks] + [(st or {}).get("connector", {}).get("state")]
+        failed = "FAILED" in states
+        if failed and not restarted:  # after a broker or database outage: one restart of what failed
+            log(f"[cdc] connector {name} had failed; restarting it")
+            _request(settings, "POST", f"/connectors/{name}/restart?includeTasks=true&onlyFailed=true")
+            restarted = True
+            time.sleep(2)
+            continue
+        if failed:
             trace = next((t.get("trace", "") for t in tasks if t.get("trace")), "")
             raise SourceError(f"connector {name} failed: {trace.splitlines()[0] if trace else json.dumps(st)}")
         if tasks and all(t.get("state") == "RUNNING" for t in tasks):
@@ -191,3 +201,29 @@ def drop(settings, log=print, timeout: float = 60) -> None:
             fut.result()
         log(f"[cdc] topics deleted: {', '.join(gone)}")
     log(f"[cdc] connector {name} dropped")
+
+
+def reset(settings, log=print) -> None:
+    """Replay from scratch: drop the capture (connector, slot, topics), the events tables and the stream's
+    checkpoint, then register again: Debezium takes a new snapshot, and the next silver run rebuilds the facts
+    from it. For a lost slot (past ``max_slot_wal_keep_size``) or a broken checkpoint. Stop the stream first."""
+    import shutil
+    from pathlib import Path
+
+    from apparel.catalog import Catalog
+    from apparel.config import is_s3_uri
+    from apparel.stream import running_pid
+
+    if running_pid(settings):
+        raise SourceError("the stream is running: apparel stream stop first")
+    if settings.on_s3 or is_s3_uri(settings.stream.checkpoint):
+        raise SourceError("apparel cdc reset removes local folders only; on s3a:// delete "
+                          f"{settings.lakehouse}/bronze/cdc_* and {settings.stream.checkpoint} with the store's tools")
+    drop(settings, log=log)
+    catalog = Catalog(settings)
+    for t in STORE_TABLES:
+        shutil.rmtree(catalog.path(f"bronze.cdc_{t.name}"), ignore_errors=True)
+    shutil.rmtree(settings.stream.checkpoint, ignore_errors=True)
+    (Path(settings.stream.state_dir) / "status.json").unlink(missing_ok=True)
+    log(f"[cdc] events tables and checkpoint {settings.stream.checkpoint} removed")
+    register(settings, log=log)

@@ -8,7 +8,8 @@
     apparel register                                      register the s3a:// lakehouse's tables in Trino
     apparel status                                        rows, Delta version and last batch of every table
     apparel maintain [--retention-hours H]                OPTIMIZE and VACUUM every table
-    apparel cdc prepare|register|status|drop              change data capture (the Debezium connector)
+    apparel cdc prepare|register|status|drop|reset        change data capture (the Debezium connector)
+    apparel stream start|stop|status|run [--json]         the streaming query (change events -> silver, live mart)
     apparel jars                                          resolve and print the cached JVM jars
 
 A failure exits non-zero with a one-line reason; ``--debug`` (or APPAREL_DEBUG=1) shows the traceback.
@@ -17,6 +18,7 @@ A failure exits non-zero with a one-line reason; ``--debug`` (or APPAREL_DEBUG=1
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -188,6 +190,8 @@ def cmd_cdc(args) -> int:
         cdc.register(settings, log=log)
     elif args.action == "drop":
         cdc.drop(settings, log=log)
+    elif args.action == "reset":
+        cdc.reset(settings, log=log)
     else:
         st = cdc.status(settings)
         if st is None:
@@ -197,6 +201,38 @@ def cmd_cdc(args) -> int:
         print(f"connector {settings.cdc.topic_prefix}: {st['connector']['state']} ({tasks or 'no task'})")
         return 0 if tasks and all(t["state"] == "RUNNING" for t in st["tasks"]) else 3
     return 0
+
+
+def cmd_stream(args) -> int:
+    from apparel import stream
+
+    settings = _settings(args)
+    if args.action == "run":
+        from apparel.jobs.stream import main_loop
+
+        if not settings.cdc.enabled:
+            raise SystemExit("error: change data capture is off: set APPAREL_CDC=1 (README \"Real-time path\")")
+        return main_loop(settings, log=log)
+    if args.action == "start":
+        if not settings.cdc.enabled:
+            raise SystemExit("error: change data capture is off: set APPAREL_CDC=1 (README \"Real-time path\")")
+        stream.start(settings, log=log, env=getattr(args, "env", None))
+        return 0
+    if args.action == "stop":
+        stream.stop(settings, log=log)
+        return 0
+    st = stream.status(settings)
+    if args.json:
+        print(json.dumps(st, default=str, indent=1))
+    else:
+        print(f"stream: {'running (pid ' + str(st['pid']) + ')' if st['running'] else 'not running'}")
+        print(f"  last batch    {st['batch_id']} at {st['batch_finished_at']} ({st['batch_seconds']} s)")
+        print(f"  last events   batch {st['last_events_batch']}: {st['last_events']}")
+        print(f"  lag           {st['lag_messages']} message(s), {st['lag_seconds']} s since the newest event"
+              + (f" ({st['lag_error']})" if st.get("lag_error") else ""))
+        print(f"  checkpoint    {st['checkpoint']}")
+        print(f"  log           {st['log']}")
+    return 0 if st["running"] else 3
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -244,10 +280,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("cdc", help="change data capture: prepare the store, register, show or drop the Debezium "
                                    "connector (README \"Real-time path\")")
-    p.add_argument("action", choices=["prepare", "register", "status", "drop"],
+    p.add_argument("action", choices=["prepare", "register", "status", "drop", "reset"],
                    help="prepare: publication, replica identity, grants; register: put the connector to Kafka "
-                        "Connect; status: its state (exit 3 unless running); drop: connector, slot and topics")
+                        "Connect; status: its state (exit 3 unless running); drop: connector, slot and topics; "
+                        "reset: drop, remove the events tables and the checkpoint, register (a new snapshot)")
     p.set_defaults(func=cmd_cdc)
+
+    p = sub.add_parser("stream", help="the streaming query: change events -> bronze.cdc_* -> silver -> "
+                                      "gold.dm_sales_live (README \"Real-time path\")")
+    p.add_argument("action", choices=["start", "stop", "status", "run"],
+                   help="start: in the background; stop: finish the batch and stop; status: running, last batch, "
+                        "lag (exit 3 when down); run: in the foreground")
+    p.add_argument("--json", action="store_true", help="status as JSON")
+    p.set_defaults(func=cmd_stream)
 
     p = sub.add_parser("jars", help="resolve the JVM jars into the cache and print their paths")
     p.set_defaults(func=cmd_jars)

@@ -51,6 +51,8 @@ ENV_OVERRIDES: dict[str, str] = {
     "APPAREL_STREAM_TRIGGER": "stream.trigger",
     "APPAREL_STREAM_CHECKPOINT": "stream.checkpoint",
     "APPAREL_STREAM_MAX_LAG_SECONDS": "stream.health_max_lag_seconds",
+    "APPAREL_STREAM_STATE_DIR": "stream.state_dir",
+    "APPAREL_LIVE_NOW": "stream.live_now",
 }
 
 
@@ -154,6 +156,9 @@ class StreamSettings:
     checkpoint: str         # resolved: a local path or an s3a:// URI
     max_offsets_per_trigger: int
     health_max_lag_seconds: int
+    state_dir: str          # local: pid, log and status.json of `apparel stream`
+    full_check_every: int   # micro-batches between whole-table accounting checks
+    live_now: str           # "" = the current time; an ISO timestamp pins the live mart's "now" (tests)
 
 
 @dataclass(frozen=True)
@@ -236,6 +241,9 @@ class Settings:
             checkpoint=checkpoint if is_s3_uri(checkpoint) else resolve_path(checkpoint),
             max_offsets_per_trigger=_setting_int(self.raw, "stream.max_offsets_per_trigger", 1),
             health_max_lag_seconds=_setting_int(self.raw, "stream.health_max_lag_seconds", 1),
+            state_dir=resolve_path(str(s.get("state_dir") or "./var/stream")),
+            full_check_every=_setting_int(self.raw, "stream.full_check_every", 1),
+            live_now=str(s.get("live_now") or ""),
         )
 
     @property

@@ -10,7 +10,7 @@ import pytest
 
 from apparel.config import PROJECT_ROOT
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.cdc]
 SCRIPT = PROJECT_ROOT / "scripts" / "kafka.sh"
 BOOTSTRAP = "127.0.0.1:19092"
 

@@ -98,3 +98,21 @@ def test_superset_image_is_the_pinned_release_with_the_native_stacks_driver_pins
         assert svc["environment"][var].startswith(f"${{{var}:?"), var
     assert "./superset:/app/apparel:ro" in svc["volumes"]
     assert svc["environment"]["SUPERSET_CONFIG_PATH"] == "/app/apparel/superset_config.py"
+
+
+def test_compose_has_the_change_data_capture_services_behind_a_profile():
+    _, spec = compose()
+    services = spec["services"]
+    for name in ("kafka", "kafka-connect", "cdc-init"):
+        assert services[name].get("profiles") == ["cdc"], name
+    assert services["kafka"]["image"] == "apache/kafka:4.4.0"
+    assert services["kafka"]["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    assert "wal_level=logical" in services["store-db"]["command"]
+    assert services["cdc-init"]["depends_on"] == {"kafka-connect": {"condition": "service_healthy"}}
+    dockerfile = (PROJECT_ROOT / services["kafka-connect"]["build"]["dockerfile"]).read_text()
+    native = (PROJECT_ROOT / "scripts" / "connect.sh").read_text()
+    # the image and the native script install the same plugin, checked by the same hash
+    sha = re.search(r"PLUGIN_SHA256=(\w+)", native).group(1)
+    assert f"PLUGIN_SHA256={sha}" in dockerfile
+    worker = (PROJECT_ROOT / "docker" / "kafka-connect" / "worker.properties").read_text()
+    assert "exactly.once.source.support=enabled" in worker

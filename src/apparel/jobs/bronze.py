@@ -397,6 +397,11 @@ class BronzeIngest:
     def run(self, groups: list[str] | None = None) -> list[IngestResult]:
         groups = groups or list(GROUPS)
         tables = [t for g in groups for t in GROUPS[g]]
+        if self.settings.cdc.enabled:
+            captured = [t.name for t in tables if t.incremental]
+            if captured:
+                self.log(f"[bronze] {', '.join(captured)}: captured by the stream (cdc.enabled), not extracted")
+            tables = [t for t in tables if not t.incremental]
         self.log(f"[bronze] batch {self.batch_id}: {', '.join(t.name for t in tables)}")
         # read every workbook before writing anything: a bad workbook fails the run up front
         excel = {t.name: self.read_excel(t) for t in tables if t.origin == "excel"}

@@ -27,6 +27,7 @@ from apparel.catalog import Catalog, run_parallel
 from apparel.config import Settings
 from apparel.errors import SourceError
 from apparel.gold import build_marts
+from apparel.locks import lakehouse_lock
 from apparel.runtime import new_batch_id, run_job
 
 INPUTS = ["silver.fct_order_lines", "silver.dim_product", "silver.dim_customer", "silver.dim_location"]
@@ -77,6 +78,7 @@ def plan(silver_runs: list[dict], full: bool) -> dict[str, object]:
 class GoldBuild:
     def __init__(self, spark, settings: Settings, log=print, full_refresh: bool = False):
         self.spark = spark
+        self.settings = settings
         self.catalog = Catalog(settings)
         self.threads = int(settings.spark.get("write_threads", 4))
         self.log = log
@@ -98,6 +100,10 @@ class GoldBuild:
         return pending, newest, last is None or missing
 
     def run(self) -> dict[str, int]:
+        with lakehouse_lock(self.settings, self.log, "gold"):
+            return self._run()
+
+    def _run(self) -> dict[str, int]:
         missing = [n for n in INPUTS if not self.catalog.exists(self.spark, n)]
         if missing:
             raise SourceError(f"{', '.join(missing)} not built yet: run the silver layer first")

@@ -30,6 +30,7 @@ from typing import Iterator
 from apparel.catalog import TABLES, Catalog, run_parallel
 from apparel.config import Settings
 from apparel.errors import ConfigError, MaintenanceError
+from apparel.locks import lakehouse_lock
 from apparel.runtime import hours, one_line_error, run_job
 
 DELTA_MIN_RETENTION_HOURS = 168
@@ -131,6 +132,10 @@ class Maintenance:
         return res
 
     def run(self, tables: list[str] | None = None) -> list[MaintainResult]:
+        with lakehouse_lock(self.settings, self.log, "maintain"):
+            return self._run(tables)
+
+    def _run(self, tables: list[str] | None = None) -> list[MaintainResult]:
         check_retention(self.spark, self.retention_hours)
         names = [n for n in (tables or sorted(TABLES)) if self.catalog.exists(self.spark, n)]
         started = time.monotonic()

@@ -1,0 +1,254 @@
+"""The stream: Kafka change events -> ``bronze.cdc_<table>`` -> silver -> ``gold.dm_sales_live``, continuously.
+
+A Spark Structured Streaming query reads the connector's topics (one per store table, plus Debezium's
+heartbeats) with ``read_committed`` (Kafka Connect writes them in transactions) and, per micro-batch:
+
+1. appends each table's events to ``bronze.cdc_<table>`` (:mod:`apparel.cdc_events`), idempotently: each
+   append carries the query's id and the batch id (Delta ``txnAppId``/``txnVersion``), so a batch replayed
+   after a crash lands nothing twice;
+2. when orders or order lines changed, runs silver incrementally (:class:`apparel.jobs.silver.SilverBuild`)
+   over the image of their events: the same contract, the same MERGEs as the batch, so an update or a delete
+   changes ``fct_order_lines`` and a row that breaks the contract goes to quarantine with its reason;
+3. refreshes ``gold.dm_sales_live`` (per minute of today and yesterday) from ``fct_order_lines``.
+
+Steps 2 and 3 hold the lakehouse's writer lock (:mod:`apparel.locks`). The monthly marts are left to the next
+batch run: the stream's silver runs are in ``ops.silver_runs`` with their touched months, which gold reads.
+Master tables' events are landed but not applied: their dimensions are SCD2 snapshots of the batch run.
+
+Each micro-batch is accounted for (Kafka records = events landed + heartbeats) in ``ops.stream_batches``, and
+its progress is written to ``<stream.state_dir>/status.json`` for ``apparel stream status``. The query
+restarts where its checkpoint (``stream.checkpoint``) says it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from apparel.catalog import Catalog, run_parallel
+from apparel.cdc_events import event_type, parse
+from apparel.config import Settings
+from apparel.errors import AccountingError
+from apparel.locks import lakehouse_lock
+from apparel.schemas import STORE_TABLES
+
+FACT_TABLES = ("orders", "order_details")
+BATCHES_SCHEMA = ("batch_id BIGINT, landed_batch STRING, started_at TIMESTAMP, finished_at TIMESTAMP, "
+                  "records BIGINT, events MAP<STRING, BIGINT>, heartbeats BIGINT, malformed BIGINT, "
+                  "newest_commit_ts TIMESTAMP, silver_run STRING, silver_changed ARRAY<STRING>")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def state_dir(settings: Settings) -> Path:
+    return Path(settings.stream.state_dir)
+
+
+def write_status(settings: Settings, **fields) -> dict:
+    """Merge ``fields`` into status.json, atomically (a reader never sees half a file)."""
+    path = state_dir(settings) / "status.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    status = read_status(settings)
+    status.update(fields)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(status, default=str, indent=1))
+    os.replace(tmp, path)
+    return status
+
+
+def read_status(settings: Settings) -> dict:
+    path = state_dir(settings) / "status.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def heartbeat_topic(settings: Settings) -> str:
+    return f"__debezium-heartbeat.{settings.cdc.topic_prefix}"
+
+
+class Stream:
+    def __init__(self, spark, settings: Settings, log=print):
+        self.spark = spark
+        self.settings = settings
+        self.catalog = Catalog(settings)
+        self.log = log
+        self.topics = {settings.cdc.topic(t.name): t for t in STORE_TABLES}
+        self.query = None
+        self.query_id: str | None = None
+        self.started = threading.Event()
+        self.stopping = False
+        self.batches_done = 0
+
+    def ensure_tables(self) -> None:
+        """Create the events tables (with Delta's change data feed, which silver reads) and
+        ``ops.stream_batches`` before the first batch."""
+        from delta.tables import DeltaTable
+
+        for t in STORE_TABLES:
+            (DeltaTable.createIfNotExists(self.spark).location(self.catalog.path(f"bronze.cdc_{t.name}"))
+             .addColumns(event_type(t)).property("delta.enableChangeDataFeed", "true").execute())
+        (DeltaTable.createIfNotExists(self.spark).location(self.catalog.path("ops.stream_batches"))
+         .addColumns(self.spark.createDataFrame([], BATCHES_SCHEMA).schema).execute())
+
+    def start(self):
+        cdc, stream = self.settings.cdc, self.settings.stream
+        self.ensure_tables()
+        reader = (self.spark.readStream.format("kafka")
+                  .option("kafka.bootstrap.servers", cdc.kafka_bootstrap)
+                  .option("subscribe", ",".join([*self.topics, heartbeat_topic(self.settings)]))
+                  .option("startingOffsets", "earliest")
+                  .option("kafka.isolation.level", "read_committed")
+                  .option("failOnDataLoss", "true")
+                  .option("maxOffsetsPerTrigger", stream.max_offsets_per_trigger))
+        self.query = (reader.load().writeStream.foreachBatch(self.process)
+                      .option("checkpointLocation", stream.checkpoint)
+                      .trigger(processingTime=stream.trigger)
+                      .queryName(f"apparel-cdc-{cdc.topic_prefix}")
+                      .start())
+        self.query_id = str(self.query.id)
+        self.started.set()
+        write_status(self.settings, query_id=self.query_id, pid=os.getpid(), started_at=utcnow(), running=True,
+                     checkpoint=stream.checkpoint, trigger=stream.trigger, in_batch=False)
+        self.log(f"[stream] query {self.query_id} started: topics {cdc.topic_prefix}.public.*, trigger "
+                 f"{stream.trigger}, checkpoint {stream.checkpoint}")
+        return self.query
+
+    def run_forever(self) -> None:
+        """Run until SIGTERM/SIGINT (then stop the query cleanly) or until the query fails (then raise)."""
+        def stop(signum, frame):
+            self.stopping = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        query = self.start()
+        try:
+            while query.isActive and not self.stopping:
+                query.awaitTermination(1)
+        finally:
+            if query.isActive:
+                self.log("[stream] stopping")
+                query.stop()
+            write_status(self.settings, running=False, stopped_at=utcnow(), in_batch=False)
+        if query.exception() is not None:
+            raise RuntimeError(f"the streaming query failed: {query.exception()}")
+        self.log("[stream] stopped")
+
+    # one micro-batch ------------------------------------------------------------------------------------
+
+    def process(self, records, batch_id: int) -> None:
+        from pyspark.sql import functions as F
+
+        self.started.wait(60)
+        started = utcnow()
+        write_status(self.settings, in_batch=True, batch_started_at=started, current_batch=batch_id)
+        landed = f"cdc-{batch_id:010d}-{self.query_id[:8]}"
+        app_id = f"apparel-cdc-{self.query_id}"
+        records = records.persist()
+        try:
+            per_topic = {r["topic"]: (int(r["n"]), r["ts"]) for r in records.groupBy("topic").agg(
+                F.count(F.lit(1)).alias("n"), F.max("timestamp").alias("ts")).collect()}
+            total = sum(n for n, _ in per_topic.values())
+            heartbeat = per_topic.get(heartbeat_topic(self.settings))
+            events = {}
+            for topic, table in self.topics.items():
+                if topic in per_topic:
+                    events[table.name] = parse(records.where(F.col("topic") == topic), table, landed, started)
+            appended = run_parallel({name: (lambda name=name: self._append(events[name], f"bronze.cdc_{name}",
+                                                                           app_id, batch_id))
+                                     for name in events}, 4)
+            counts = {name: c["rows"] for name, c in appended.items()}
+            malformed, newest = 0, None
+            if events:
+                stats = self.spark.createDataFrame([], "n BIGINT, ts TIMESTAMP")
+                for df in events.values():
+                    stats = stats.unionByName(df.select(F.col("op").isNull().cast("long").alias("n"),
+                                                        F.col("_commit_ts").alias("ts")))
+                row = stats.agg(F.sum("n"), F.max("ts")).collect()[0]
+                malformed, newest = int(row[0] or 0), row[1]
+            hb = heartbeat[0] if heartbeat else 0
+            if sum(counts.values()) + hb != total:
+                raise AccountingError(f"stream batch {batch_id}: {total} Kafka records but {sum(counts.values())} "
+                                      f"events landed ({counts}) + {hb} heartbeats")
+            silver_run, changed = None, []
+            # a fresh start also catches up with events an earlier process landed but did not apply
+            first = self.batches_done == 0 and not self.catalog.is_empty(self.spark, "bronze.cdc_orders")
+            if any(t in events for t in FACT_TABLES) or first:
+                silver_run, changed = self._apply(started)
+            if events:
+                row = [(batch_id, landed, started, utcnow(), total, counts, hb, malformed, newest, silver_run,
+                        changed)]
+                self._append(self.spark.createDataFrame(row, BATCHES_SCHEMA), "ops.stream_batches", app_id, batch_id)
+            self.batches_done += 1
+            status = {"in_batch": False, "batch_id": batch_id, "finished_at": utcnow(), "alive_at": utcnow(),
+                      "batch_seconds": round((utcnow() - started).total_seconds(), 2)}
+            if events:
+                status.update(last_events=counts, last_events_batch=batch_id, last_malformed=malformed)
+            if newest is not None:
+                status["newest_commit_ts"] = newest
+            if heartbeat:
+                status["heartbeat_ts"] = heartbeat[1]
+            write_status(self.settings, **status)
+            if events:
+                self.log(f"[stream] batch {batch_id}: {total} record(s): "
+                         + ", ".join(f"{k} {v}" for k, v in counts.items())
+                         + (f", heartbeats {hb}" if hb else "") + (f", MALFORMED {malformed}" if malformed else "")
+                         + (f"; silver changed {', '.join(changed)}" if changed else "")
+                         + f" ({status['batch_seconds']} s)")
+        finally:
+            records.unpersist()
+
+    def _append(self, df, name: str, app_id: str, batch_id: int) -> dict:
+        """Append as part of micro-batch ``batch_id``: Delta skips it if this query already wrote that batch."""
+        (df.write.format("delta").mode("append").option("txnAppId", f"{app_id}-{name}")
+         .option("txnVersion", batch_id).save(self.catalog.path(name)))
+        commit = self.catalog.last_commit(self.spark, name)
+        return commit
+
+    def _apply(self, now: datetime) -> tuple[str | None, list[str]]:
+        """Silver over the new events, then the live mart, under the writer lock."""
+        from apparel.jobs.gold import refresh_live
+        from apparel.jobs.silver import CONTRACT_ORDER, SilverBuild
+
+        masters = [t for t in CONTRACT_ORDER if t not in FACT_TABLES]
+        missing = [t for t in masters if not self.catalog.exists(self.spark, f"bronze.{t}")]
+        if missing:
+            self.log(f"[stream] silver waits: bronze.{missing[0]} not landed yet (run the batch once: apparel run)")
+            return None, []
+        every = self.settings.stream.full_check_every
+        with lakehouse_lock(self.settings, self.log, "stream"):
+            result = SilverBuild(self.spark, self.settings, log=lambda m: None,
+                                 whole_table_check=self.batches_done % every == 0).run()
+            refresh_live(self.spark, self.catalog, live_now(self.settings))
+        return (result.run_id if result.mode != "unchanged" else None), result.changed
+
+
+def live_now(settings: Settings) -> datetime:
+    """The "now" of the live mart: ``stream.live_now`` when pinned (tests), else the current UTC time."""
+    pinned = settings.stream.live_now
+    return datetime.fromisoformat(pinned) if pinned else utcnow()
+
+
+def main_loop(settings: Settings, log=print) -> int:
+    from apparel.spark import get_spark
+
+    spark = get_spark(settings, app_name="apparel-stream")
+    Stream(spark, settings, log=log).run_forever()
+    return 0
+
+
+def wait_for(predicate, timeout: float, every: float = 0.5) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    return predicate()
