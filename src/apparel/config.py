@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import os
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -41,6 +42,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "APPAREL_TRINO_USER": "trino.user",
     "APPAREL_TRINO_METASTORE_DIR": "trino.metastore_dir",
     "APPAREL_SUPERSET_URL": "superset.url",
+    "APPAREL_LIVE_NOW": "stream.live_now",
 }
 
 
@@ -169,6 +171,20 @@ class Settings:
     @property
     def maintenance(self) -> MaintenanceSettings:
         return MaintenanceSettings(retention_hours=_setting_int(self.raw, "maintenance.retention_hours", 0))
+
+    @property
+    def live_now(self) -> datetime:
+        """The "now" of ``gold.dm_sales_live`` (naive UTC): ``stream.live_now`` when set (an ISO timestamp; an
+        offset is converted to UTC), else the current UTC time."""
+        raw = str((self.raw.get("stream") or {}).get("live_now") or "").strip()
+        if not raw:
+            return datetime.now(timezone.utc).replace(tzinfo=None)
+        try:
+            value = datetime.fromisoformat(raw)
+        except ValueError:
+            raise ConfigError(f"stream.live_now (APPAREL_LIVE_NOW) must be an ISO timestamp such as "
+                              f"2022-12-01T10:30:00, got {raw!r}") from None
+        return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else value
 
     @property
     def superset(self) -> dict:
