@@ -138,6 +138,12 @@ def test_every_dashboard_renders_in_chromium_without_chart_errors(stack, gold_in
             page.wait_for_timeout(1500)  # the charts' draw-in animations, so the screenshot shows whole lines
             page.screenshot(path=str(ARTIFACTS / f"{dash['slug']}.png"), full_page=True)
             print(f"{dash['slug']}: {n} charts in {time.monotonic() - started:.1f}s")
+            if refreshes:  # the page refreshes itself: within one period and a bit, every chart queries again
+                again = []
+                page.on("response", collect := lambda r: again.append(r) if "/api/v1/chart/data" in r.url else None)
+                page.wait_for_timeout((dash["metadata"]["refresh_frequency"] + 3) * 1000)
+                page.remove_listener("response", collect)
+                assert len(again) >= n and {r.status for r in again} == {200}, (len(again), n)
             kpis = {"sales-overview": ("Revenue", "Orders", "Units sold"),
                     "today-live": ("Revenue today", "Orders today", "Units today")}.get(dash["slug"], ())
             for name in kpis:
