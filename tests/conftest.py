@@ -153,14 +153,15 @@ def _files(folder: Path) -> dict[str, tuple[int, int]]:
 @pytest.fixture(scope="session")
 def shared_lake(spark, shared_dataset, tmp_path_factory) -> Lake:
     """The shared dataset seeded and run through bronze, silver and gold once for the whole session (run date
-    2026-01-01), for the tests that only read the result. It is read-only: a test that changes it works on
-    ``copy_lake(shared_lake, folder)``. At the end of the session every file must be as the run left it,
-    else a test wrote to it and the session fails here."""
+    2026-01-01, APPAREL_LIVE_NOW the dataset's last order time), for the tests that only read the result. It is
+    read-only: a test that changes it works on ``copy_lake(shared_lake, folder)``. At the end of the session every
+    file must be as the run left it, else a test wrote to it and the session fails here."""
     from apparel.pipeline import run_layers
     from apparel.seed import seed_dataset
 
     folder = tmp_path_factory.mktemp("shared_lake")
-    settings = settings_in(folder)
+    # gold.dm_sales_live's "now" pinned to the dataset's last order, so that its window holds the last two days
+    settings = settings_in(folder, live_now=last_order_time(shared_dataset))
     seed_dataset(settings, shared_dataset, log=quiet)
     run_layers(spark, settings, ["bronze", "silver", "gold"], log=quiet, run_date=SHARED_RUN_DATE)
     before = _files(folder)
@@ -170,10 +171,18 @@ def shared_lake(spark, shared_dataset, tmp_path_factory) -> Lake:
     assert not changed, f"a test wrote to the read-only shared lakehouse (use copy_lake): {changed[:10]}"
 
 
+def last_order_time(dataset: Path) -> str:
+    """The latest order_date of a dataset folder's orders.csv, as an ISO timestamp (APPAREL_LIVE_NOW)."""
+    import pandas as pd
+
+    return pd.to_datetime(pd.read_csv(dataset / "orders.csv")["order_date"], errors="coerce").max().isoformat()
+
+
 def copy_lake(lake: Lake, folder: Path) -> Settings:
-    """A copy of ``lake`` (store database, landing area, lakehouse) in ``folder``, to change freely."""
+    """A copy of ``lake`` (store database, landing area, lakehouse) in ``folder``, to change freely; the same
+    APPAREL_LIVE_NOW."""
     shutil.copytree(lake.folder, folder)
-    return settings_in(folder)
+    return settings_in(folder, live_now=lake.settings.raw.get("stream", {}).get("live_now") or None)
 
 
 @pytest.fixture(scope="session")
@@ -224,9 +233,11 @@ def project_env(folder: Path, store_db: str | None = None) -> dict[str, str]:
     return env
 
 
-def settings_in(folder: Path, store_db: str | None = None, **overrides) -> Settings:
-    """Settings for an isolated lakehouse, landing area, reports and store database under ``folder``."""
-    return load_settings(env="ci", environ=project_env(folder, store_db), **overrides)
+def settings_in(folder: Path, store_db: str | None = None, live_now: str | None = None, **overrides) -> Settings:
+    """Settings for an isolated lakehouse, landing area, reports and store database under ``folder``; ``live_now``
+    pins APPAREL_LIVE_NOW."""
+    env = project_env(folder, store_db) | ({"APPAREL_LIVE_NOW": live_now} if live_now else {})
+    return load_settings(env="ci", environ=env, **overrides)
 
 
 @pytest.fixture

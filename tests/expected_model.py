@@ -52,6 +52,18 @@ def sales_monthly(f: pd.DataFrame) -> pd.DataFrame:
     return m.reset_index(drop=True)
 
 
+def sales_live(f: pd.DataFrame, now) -> pd.DataFrame:
+    """gold.dm_sales_live as docs/data_model.md defines it: the lines whose order time is at or after midnight of
+    the day before ``now`` (later than now included), per minute of order time; no row for a minute without a
+    line; customers distinct within the minute."""
+    start = pd.Timestamp(now).normalize() - pd.Timedelta(days=1)
+    w = f[f["order_date"] >= start].assign(minute=lambda x: x["order_date"].dt.floor("min"))
+    m = w.groupby("minute").agg(orders=("order_id", "nunique"), units=("qty", "sum"), revenue=("revenue", "sum"),
+                                customers=("customer_id", "nunique")).reset_index()
+    return m.astype({"orders": "int64", "units": "int64", "revenue": "int64", "customers": "int64"})[
+        ["minute", "orders", "units", "revenue", "customers"]].sort_values("minute").reset_index(drop=True)
+
+
 def product_labels(src: dict[str, pd.DataFrame]) -> pd.DataFrame:
     cats = src["product_categories"].rename(columns={"product_category_name": "category_name"})
     p = src["products"].merge(cats, on="product_category_id", how="left")

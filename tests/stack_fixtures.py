@@ -64,9 +64,9 @@ def _upload_tree(mc, folder: Path, bucket: str, prefix: str) -> int:
 
 @pytest.fixture(scope="session")
 def gold_in_trino(stack, shared_lake):
-    """The shared dataset through bronze, silver and gold on local disk (the session's `shared_lake`, read-only),
-    the eight gold tables copied as they are (Delta files) into a fresh bucket, and registered in Trino as
-    lakehouse.gold.*."""
+    """The shared dataset through bronze, silver and gold on local disk (the session's `shared_lake`, read-only,
+    whose APPAREL_LIVE_NOW is the dataset's last order time, so gold.dm_sales_live holds its last two days), every
+    gold table copied as it is (Delta files) into a fresh bucket, and registered in Trino as lakehouse.gold.*."""
     from apparel.catalog import TABLES, Catalog
     from apparel.objectstore import client, ensure_buckets, remove_prefix
     from apparel.trino_catalog import register_tables, unregister_under

@@ -72,6 +72,7 @@ for _mart, _grain in [
     ("dm_customer_rfm", "one row per customer"),
     ("dm_customer_cohorts", "one row per cohort month x months since the first order"),
     ("dm_basket_pairs", "one row per unordered pair of product styles bought in the same order"),
+    ("dm_sales_live", "one row per minute of order time with sales, over the current and the previous day"),
 ]:
     register(f"gold.{_mart}", _grain)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import os
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -158,7 +159,6 @@ class StreamSettings:
     health_max_lag_seconds: int
     state_dir: str          # local: pid, log and status.json of `apparel stream`
     full_check_every: int   # micro-batches between whole-table accounting checks
-    live_now: str           # "" = the current time; an ISO timestamp pins the live mart's "now" (tests)
 
 
 @dataclass(frozen=True)
@@ -243,8 +243,21 @@ class Settings:
             health_max_lag_seconds=_setting_int(self.raw, "stream.health_max_lag_seconds", 1),
             state_dir=resolve_path(str(s.get("state_dir") or "./var/stream")),
             full_check_every=_setting_int(self.raw, "stream.full_check_every", 1),
-            live_now=str(s.get("live_now") or ""),
         )
+
+    @property
+    def live_now(self) -> datetime:
+        """The "now" of ``gold.dm_sales_live`` (naive UTC): ``stream.live_now`` when set (an ISO timestamp; an
+        offset is converted to UTC), else the current UTC time."""
+        raw = str((self.raw.get("stream") or {}).get("live_now") or "").strip()
+        if not raw:
+            return datetime.now(timezone.utc).replace(tzinfo=None)
+        try:
+            value = datetime.fromisoformat(raw)
+        except ValueError:
+            raise ConfigError(f"stream.live_now (APPAREL_LIVE_NOW) must be an ISO timestamp such as "
+                              f"2022-12-01T10:30:00, got {raw!r}") from None
+        return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else value
 
     @property
     def superset(self) -> dict:

@@ -11,12 +11,16 @@ with at least one line in ``fct_order_lines``. Grains:
 - ``dm_customer_rfm``: one row per customer.
 - ``dm_customer_cohorts``: one row per cohort month x months since the first order.
 - ``dm_basket_pairs``: one row per unordered pair of product styles bought in the same order.
+- ``dm_sales_live``: one row per minute of order time with at least one line, for the current and the previous
+  day (lines at or after :func:`live_window_start` of "now"; later lines are kept).
 
 RFM segments (scores are quintiles 1-5, 5 best; the first rule that fits wins):
 Champions r>=4, f>=4, m>=4 | Loyal f>=4, r>=3 | At Risk r<=2, f>=3 | Potential r>=3 | Hibernating otherwise.
 """
 
 from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -166,6 +170,23 @@ def dm_basket_pairs(lines: DataFrame, dim_product: DataFrame) -> DataFrame:
         (F.col("orders_together") / F.col("orders_b")).alias("confidence_b_to_a"),
         ((F.col("orders_together") / F.col("orders_a")) / (F.col("orders_b") / total)).alias("lift"),
     )
+
+
+def live_window_start(now: datetime) -> datetime:
+    """Start of ``dm_sales_live``'s window: midnight of the day before ``now``, naive like the facts' timestamps
+    (an aware ``now`` is taken in UTC first)."""
+    if now.tzinfo is not None:
+        now = now.astimezone(timezone.utc).replace(tzinfo=None)
+    return datetime(now.year, now.month, now.day) - timedelta(days=1)
+
+
+def dm_sales_live(lines: DataFrame, window_start: datetime) -> DataFrame:
+    """Sales per minute of order time of the lines at or after ``window_start`` (no upper bound: lines later than
+    "now" are data too). Minutes without a line have no row. ``customers`` is distinct per minute."""
+    start = F.to_timestamp(F.lit(window_start.isoformat(sep=" ")))  # read in the session time zone, like the facts
+    m = lines.where(F.col("order_date") >= start).groupBy(F.date_trunc("minute", "order_date").alias("minute"))
+    return m.agg(*_sales(), F.countDistinct("customer_id").alias("customers")).select(
+        "minute", "orders", "units", "revenue", "customers")
 
 
 def build_marts(lines: DataFrame, dim_product: DataFrame, dim_customer: DataFrame,

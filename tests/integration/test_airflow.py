@@ -16,8 +16,10 @@ One day of operations, in order, on one lakehouse (the `day` fixture):
   the jobs that use the run date; the ingestion's replay is left out: landing nothing again is what the day's
   re-run already proved, and its asset events carry the date as the day's do.
 
-And `scripts/airflow.sh start` on a fresh home migrates its database, answers its health endpoint, logs the
-admin in and serves the four DAGs (the chain and the weekly maintenance).
+And `scripts/airflow.sh start` on a fresh home (one start for the two tests that use it) migrates its database,
+answers its health endpoint, logs the admin in and serves every DAG of dags/; Chromium (as for Superset's
+dashboards) logs in to the UI, sees every DAG and the state of the last run of the one DAG run there, the same as
+the metadata database holds, and keeps a screenshot in artifacts/airflow/dags.png.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import pytest
 pytest.importorskip("airflow.sdk", reason="Airflow is installed by `make airflow-setup` (and `make test`)")
 
 import expected_model as em  # noqa: E402
-from apparel.catalog import Catalog  # noqa: E402
+from apparel.catalog import TABLES, Catalog  # noqa: E402
 from apparel.config import PROJECT_ROOT  # noqa: E402
 from apparel.generator import generate  # noqa: E402
 from apparel.pipeline import run_layers  # noqa: E402
@@ -52,14 +54,13 @@ from conftest import quiet, settings_in  # noqa: E402
 pytestmark = [pytest.mark.slow, pytest.mark.airflow]
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 SCRIPT = PROJECT_ROOT / "scripts" / "airflow.sh"
+ARTIFACTS = PROJECT_ROOT / "artifacts" / "airflow"
 CHAIN = ["apparel_ingestion", "apparel_transform", "apparel_marts"]
 DAY, DAY_BEFORE = "2026-03-02", "2026-03-01"
 SCALE, SEED = 0.05, 5
 SILVER = ["silver.dim_date", "silver.dim_customer", "silver.dim_product", "silver.dim_location",
           "silver.fct_order_lines", "silver.fct_orders"]
-GOLD = ["gold.dm_sales_monthly", "gold.dm_product_monthly", "gold.dm_product_ranking", "gold.dm_region_monthly",
-        "gold.dm_category_gender_monthly", "gold.dm_customer_rfm", "gold.dm_customer_cohorts",
-        "gold.dm_basket_pairs"]
+GOLD = sorted(n for n in TABLES if n.startswith("gold."))  # the marts and dm_sales_live
 BRONZE = ["bronze.customers", "bronze.products", "bronze.product_categories", "bronze.orders",
           "bronze.order_details", "bronze.provinces", "bronze.cities"]
 
@@ -287,35 +288,113 @@ def test_a_backfill_of_the_day_before_changes_no_table(spark, day):
     assert not {t for d, t in backfill if d == "apparel_ingestion"}
 
 
-def test_standalone_answers_its_health_endpoint(tmp_path):
-    # a fresh home, as `make airflow` starts on a fresh clone: standalone migrates its own database
-    port = free_port()
+def api(url: str, token: str | None = None, body: dict | None = None):
+    headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {token}"} if token else {})
+    req = urllib.request.Request(url, method="POST" if body is not None else "GET", headers=headers,
+                                 data=json.dumps(body).encode() if body is not None else None)
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.load(resp)
+
+
+def dag_ids_in_folder() -> set[str]:
+    """The DAG ids of dags/, as Airflow parses the folder (so a DAG added there is expected everywhere below)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"), include_examples=False)
+    assert bag.import_errors == {}
+    return set(bag.dag_ids)
+
+
+@pytest.fixture(scope="module")
+def standalone(tmp_path_factory):
+    """`scripts/airflow.sh start` on a fresh home, as `make airflow` starts on a fresh clone (standalone migrates
+    its own database), with the project's settings pointing at an empty lakehouse of the test's; the admin's
+    token, and every DAG of dags/ listed by the REST API. Stopped at the end."""
+    root = tmp_path_factory.mktemp("airflow_standalone")
+    home, port = root / "home", free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APPAREL_", "AIRFLOW"))}
-    env.update({"APPAREL_AIRFLOW_HOME": str(tmp_path / "home"), "APPAREL_AIRFLOW_PORT": str(port),
+    env.update({"APPAREL_AIRFLOW_HOME": str(home), "APPAREL_AIRFLOW_PORT": str(port),
                 "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
                 "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())})
+    settings = settings_in(root)
+    env.update({"APPAREL_ENV": "ci", "APPAREL_LAKEHOUSE": settings.lakehouse, "APPAREL_LANDING": settings.landing,
+                "APPAREL_STORE_DB": settings.store_db, "APPAREL_REPORTS": settings.reports,
+                "APPAREL_AIRFLOW_RETRY_DELAY": "1", "TZ": "UTC"})
+    url = f"http://127.0.0.1:{port}"
     try:
         start = subprocess.run(["bash", str(SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=400)
         assert start.returncode == 0, start.stderr[-4000:]
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=10) as resp:
-            health = json.load(resp)
-        assert {health[k]["status"] for k in ("metadatabase", "scheduler", "triggerer", "dag_processor")} == {"healthy"}
-        # log in as the documented admin and list the DAGs through the REST API
-        password = json.loads((tmp_path / "home" / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/auth/token", method="POST",
-                                     data=json.dumps({"username": "admin", "password": password}).encode(),
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            token = json.load(resp)["access_token"]
-        dag_ids: set[str] = set()
+        # log in as the documented admin: the password standalone generated
+        password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+        token = api(f"{url}/auth/token", body={"username": "admin", "password": password})["access_token"]
+        expected, listed = dag_ids_in_folder(), set()
         for _ in range(60):  # the dag-processor parses the folder shortly after the start
-            req = urllib.request.Request(f"http://127.0.0.1:{port}/api/v2/dags",
-                                         headers={"Authorization": f"Bearer {token}"})
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                dag_ids = {d["dag_id"] for d in json.load(resp)["dags"]}
-            if dag_ids >= set(CHAIN) | {"apparel_maintenance"}:
+            listed = {d["dag_id"] for d in api(f"{url}/api/v2/dags", token)["dags"]}
+            if listed >= expected:
                 break
             time.sleep(2)
-        assert dag_ids == set(CHAIN) | {"apparel_maintenance"}
+        yield {"url": url, "home": home, "env": env, "password": password, "token": token, "listed": listed,
+               "expected": expected}
     finally:
         subprocess.run(["bash", str(SCRIPT), "stop"], env=env, capture_output=True, timeout=120)
+
+
+def test_standalone_answers_its_health_endpoint(standalone):
+    health = api(f"{standalone['url']}/api/v2/monitor/health")
+    assert {health[k]["status"] for k in ("metadatabase", "scheduler", "triggerer", "dag_processor")} == {"healthy"}
+    # the REST API, with the admin's token, lists the DAGs of dags/: the chain and the weekly maintenance
+    assert standalone["listed"] == standalone["expected"] >= set(CHAIN) | {"apparel_maintenance"}
+
+
+def test_the_ui_shows_every_dag_and_the_last_runs_state(standalone):
+    """Chromium (as for Superset) logs in through the simple auth manager's form, opens the DAGs page, sees every
+    DAG of dags/ and, for the DAG run just before, the state the metadata database holds; screenshot kept in
+    artifacts/airflow/dags.png."""
+    from playwright.sync_api import sync_playwright
+
+    from test_superset import CHROMIUM, CHROMIUM_ARGS
+
+    # one real run, so there is a last run to see: the maintenance DAG, `airflow dags test` in this home (its
+    # Spark job finds no table in the empty lakehouse)
+    env = airflow_env(standalone["home"]) | {k: v for k, v in standalone["env"].items() if k.startswith("APPAREL_")}
+    log = dags_test(env, "apparel_maintenance", DAY)
+    assert_ran(log, f"apparel_maintenance {DAY}")
+    runs = metadata(standalone["home"], "SELECT state FROM dag_run WHERE dag_id = 'apparel_maintenance' "
+                                        "ORDER BY id DESC")
+    assert runs == [("success",)]
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    url = standalone["url"]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.set_default_timeout(60_000)
+        page.goto(f"{url}/")
+        page.wait_for_url(lambda u: "/auth/login" in u)  # not logged in yet: the login form
+        page.fill("input[name=username]", "admin")
+        page.fill("input[name=password]", standalone["password"])
+        page.click("button[type=submit]")
+        page.wait_for_url(lambda u: "/auth/" not in u)
+        page.goto(f"{url}/dags")
+        # each DAG is a card (or a table row) with a link to its page and, once it ran, its latest run's state badge
+        links = {d: page.locator(f'a[href$="/dags/{d}"]') for d in sorted(standalone["expected"])}
+        for link in links.values():
+            link.first.wait_for(state="visible")
+        page.wait_for_load_state("networkidle")
+        shown = {}
+        for dag_id, link in links.items():
+            holder = page.locator("[data-testid=dag-card], tr").filter(has=link)
+            badge = holder.locator("[data-testid=state-badge][aria-label]")
+            shown[dag_id] = badge.first.get_attribute("aria-label") if badge.count() else None
+        page.screenshot(path=str(ARTIFACTS / "dags.png"), full_page=True)
+        browser.close()
+    assert shown["apparel_maintenance"] == runs[0][0]
+    # the DAGs that never ran show no last run
+    assert {d: s for d, s in shown.items() if d != "apparel_maintenance"} == {
+        d: None for d in standalone["expected"] - {"apparel_maintenance"}}
+    assert (ARTIFACTS / "dags.png").stat().st_size > 20_000
+
+
+def test_the_screenshot_is_git_ignored():
+    out = subprocess.run(["git", "check-ignore", "-q", str(ARTIFACTS / "dags.png")], cwd=PROJECT_ROOT)
+    assert out.returncode == 0

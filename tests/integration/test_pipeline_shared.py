@@ -65,6 +65,23 @@ def test_sales_monthly(spark, lake):
     em.assert_same(lake["catalog"].read(spark, "gold.dm_sales_monthly"), expected, ["month"])
 
 
+def test_sales_live_at_the_datasets_last_order(spark, lake, shared_lake):
+    """gold.dm_sales_live of the shared run, whose APPAREL_LIVE_NOW is the dataset's last order time, against
+    the spec applied with pandas to the source files; types included."""
+    now = shared_lake.settings.live_now
+    assert now == lake["src"]["orders"]["order_date"].max()
+    expected = em.sales_live(lake["facts"], now)
+    # the dataset's orders are all at midnight: the window (2022-11-30 and 2022-12-01) holds one minute
+    assert len(expected) == 1 and expected["orders"].sum() == (lake["src"]["orders"]["order_date"] == now).sum()
+    live = lake["catalog"].read(spark, "gold.dm_sales_live")
+    monthly = dict(lake["catalog"].read(spark, "gold.dm_sales_monthly").dtypes)
+    assert live.dtypes == [("minute", "timestamp"), ("orders", "bigint"), ("units", "bigint"),
+                           ("revenue", monthly["revenue"]), ("customers", "bigint")]
+    got = live.toPandas().sort_values("minute").reset_index(drop=True)
+    got["minute"] = got["minute"].astype(expected["minute"].dtype)  # same instant, pandas' resolution
+    pd.testing.assert_frame_equal(got, expected, check_dtype=True)
+
+
 def test_product_ranking(spark, lake):
     em.assert_same(lake["catalog"].read(spark, "gold.dm_product_ranking"),
                    em.product_ranking(lake["facts"], lake["src"]), ["product_id"])

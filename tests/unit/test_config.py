@@ -47,3 +47,17 @@ def test_bronze_and_maintenance_settings_are_typed_with_overrides():
         load_settings(env="ci", environ={"APPAREL_BRONZE_LOOKBACK_ORDERS": "many"}).bronze
     with pytest.raises(ConfigError, match=r"must be 0 or more, got -1"):
         load_settings(env="ci", environ={"APPAREL_MAINTENANCE_RETENTION_HOURS": "-1"}).maintenance
+
+
+def test_live_now_is_pinned_by_its_variable_else_the_current_utc_time():
+    from datetime import datetime, timedelta, timezone
+
+    pinned = load_settings(env="ci", environ={"APPAREL_LIVE_NOW": "2022-12-01T10:30:00"})
+    assert pinned.live_now == datetime(2022, 12, 1, 10, 30)
+    assert load_settings(env="ci", environ={"APPAREL_LIVE_NOW": "2022-12-01T10:30:00+07:00"}).live_now == \
+        datetime(2022, 12, 1, 3, 30)
+    now = load_settings(env="ci", environ={}).live_now
+    assert now.tzinfo is None
+    assert abs(now - datetime.now(timezone.utc).replace(tzinfo=None)) < timedelta(seconds=60)
+    with pytest.raises(ConfigError, match=r"stream.live_now \(APPAREL_LIVE_NOW\) must be an ISO timestamp"):
+        load_settings(env="ci", environ={"APPAREL_LIVE_NOW": "yesterday"}).live_now

@@ -5,9 +5,19 @@ code under test."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 
-from apparel.gold import dm_basket_pairs, dm_customer_cohorts, dm_customer_rfm, dm_product_ranking, dm_sales_monthly
+from pyspark.testing import assertDataFrameEqual, assertSchemaEqual
+
+from apparel.gold import (
+    dm_basket_pairs,
+    dm_customer_cohorts,
+    dm_customer_rfm,
+    dm_product_ranking,
+    dm_sales_live,
+    dm_sales_monthly,
+    live_window_start,
+)
 from apparel.schemas import SOURCES
 from apparel.silver import (
     build_dim_date,
@@ -366,6 +376,52 @@ def test_sales_monthly_no_change_pct_across_a_month_without_sales(spark):
         (date(2024, 1, 1), 1, 1, 1, 100, 100, None),
         (date(2024, 3, 1), 1, 1, 1, 150, 150, None),
     ]
+
+
+def test_live_window_starts_at_midnight_of_the_day_before_now():
+    assert live_window_start(datetime(2024, 3, 10, 14, 37, 20)) == datetime(2024, 3, 9)
+    assert live_window_start(datetime(2024, 3, 10)) == datetime(2024, 3, 9)  # midnight: still the day before
+    assert live_window_start(datetime(2024, 3, 1, 0, 0, 1)) == datetime(2024, 2, 29)  # across a month (leap year)
+    # an aware "now" is taken in UTC, and the start is naive like the facts' timestamps
+    wib = timezone(timedelta(hours=7))
+    assert live_window_start(datetime(2024, 3, 10, 5, 0, tzinfo=wib)) == datetime(2024, 3, 8)
+
+
+LIVE_DDL = "minute TIMESTAMP, orders BIGINT, units BIGINT, revenue BIGINT, customers BIGINT"
+
+
+def test_sales_live_one_row_per_minute_with_sales_since_the_window_start(spark):
+    now = datetime(2024, 3, 10, 14, 37, 20)
+    lines = spark.createDataFrame([
+        (1, datetime(2024, 3, 8, 23, 59, 59), 1, 11, 11, 1, 100),   # before the window: left out
+        (2, datetime(2024, 3, 9, 0, 0, 0), 2, 11, 11, 2, 300),      # the window's first instant: in
+        (3, datetime(2024, 3, 10, 14, 5, 10), 3, 11, 11, 1, 50),    # two lines of order 3 in one minute
+        (3, datetime(2024, 3, 10, 14, 5, 10), 3, 12, 12, 3, 150),
+        (4, datetime(2024, 3, 10, 14, 5, 59), 3, 12, 12, 1, 70),    # customer 3's second order, same minute
+        (5, datetime(2024, 3, 10, 14, 6, 0), 4, 11, 11, 1, 10),     # the next minute
+        (6, datetime(2024, 3, 10, 18, 0, 30), 5, 11, 11, 2, 40),    # later than now: kept
+        (7, datetime(2024, 3, 11, 9, 0, 0), 1, 12, 12, 1, 25),      # tomorrow: kept too
+        (8, None, 6, 11, 11, 1, 999),                                # no order time: in no minute
+    ], LINES_DDL)
+    out = dm_sales_live(lines, live_window_start(now))
+    expected = spark.createDataFrame([
+        (datetime(2024, 3, 9, 0, 0), 1, 2, 300, 1),
+        (datetime(2024, 3, 10, 14, 5), 2, 5, 270, 1),   # customers: distinct in the minute
+        (datetime(2024, 3, 10, 14, 6), 1, 1, 10, 1),
+        (datetime(2024, 3, 10, 18, 0), 1, 2, 40, 1),
+        (datetime(2024, 3, 11, 9, 0), 1, 1, 25, 1),
+    ], LIVE_DDL)
+    assertSchemaEqual(out.schema, expected.schema)
+    assertDataFrameEqual(out, expected)
+    # revenue has the type of dm_sales_monthly's
+    assert out.schema["revenue"].dataType == dm_sales_monthly(lines).schema["revenue"].dataType
+
+
+def test_sales_live_has_no_row_when_the_window_holds_no_line(spark):
+    lines = spark.createDataFrame([(1, datetime(2024, 3, 1, 10, 0), 1, 11, 11, 1, 100)], LINES_DDL)
+    out = dm_sales_live(lines, live_window_start(datetime(2024, 3, 10, 12, 0)))
+    assertDataFrameEqual(out, spark.createDataFrame([], LIVE_DDL))
+    assertSchemaEqual(out.schema, spark.createDataFrame([], LIVE_DDL).schema)
 
 
 def test_product_ranking_share_is_null_when_there_is_no_revenue(spark):

@@ -1,8 +1,9 @@
 """Gold build: the datamarts at ``<lakehouse>/gold/<table>``, from the silver facts and dimensions only.
 
 Inputs: ``silver.fct_order_lines``, ``silver.dim_product``, ``silver.dim_customer``, ``silver.dim_location``,
-and ``ops.silver_runs`` (what each silver run changed). Outputs: the eight ``dm_*`` tables (grains in
-:mod:`apparel.gold`) and one row per gold run that changed gold in ``ops.gold_runs``.
+and ``ops.silver_runs`` (what each silver run changed). Outputs: the eight ``dm_*`` tables of :data:`MARTS`
+and the live mart ``dm_sales_live`` (grains in :mod:`apparel.gold`), and one row per gold run that changed gold
+in ``ops.gold_runs``.
 
 **Incremental.** Gold catches up with the silver runs after the one it last consumed:
 
@@ -14,6 +15,10 @@ and ``ops.silver_runs`` (what each silver run changed). Outputs: the eight ``dm_
 - a mart defined over all of history (ranking, RFM, cohorts, basket) is rewritten when its inputs changed.
 
 A full silver run, a missing mart, or ``full_refresh`` rewrites every mart.
+
+**The live mart.** Whenever gold has work to do (or ``dm_sales_live`` does not exist yet), :func:`refresh_live`
+recomputes its window (the current and the previous day of ``stream.live_now``) and merges it in: minutes that
+left the window are deleted, unchanged minutes are not rewritten. The stream calls :func:`refresh_live` too.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from apparel.accounting import accounting_lines
 from apparel.catalog import Catalog, run_parallel
 from apparel.config import Settings
 from apparel.errors import SourceError
-from apparel.gold import build_marts
+from apparel.gold import build_marts, dm_sales_live, live_window_start
 from apparel.locks import lakehouse_lock
 from apparel.runtime import new_batch_id, run_job
 
@@ -44,6 +49,7 @@ LABELS = {
     "dm_customer_cohorts": set(),
     "dm_basket_pairs": {"silver.dim_product"},
 }
+LIVE = "gold.dm_sales_live"
 MONTHLY = {"dm_sales_monthly", "dm_product_monthly", "dm_region_monthly", "dm_category_gender_monthly"}
 RUNS_SCHEMA = "run_id STRING, run_at TIMESTAMP, silver_seq BIGINT, mode STRING, tables ARRAY<STRING>"
 
@@ -73,6 +79,23 @@ def plan(silver_runs: list[dict], full: bool) -> dict[str, object]:
             else:
                 out[mart] = months
     return out
+
+
+def refresh_live(spark, catalog: Catalog, now: datetime) -> dict:
+    """Recompute ``gold.dm_sales_live`` for the window of ``now`` from ``silver.fct_order_lines`` (reading only
+    the ``order_month`` partitions from the window's start on) and apply it: one MERGE of what differs from the
+    table's rows (minutes that left the window deleted; nothing different, no commit), or, on first use, the
+    table created with the window's rows. Returns ``{"upserts", "deletes", "version", "metrics"}``."""
+    from pyspark.sql import functions as F
+
+    start = live_window_start(now)
+    lines = catalog.read(spark, "silver.fct_order_lines").where(
+        F.col("order_month") >= F.lit(start.date().replace(day=1)))
+    new = dm_sales_live(lines, start)
+    if not catalog.exists(spark, LIVE):
+        commit = catalog.overwrite(new, LIVE)
+        return {"upserts": commit["rows"], "deletes": 0, "version": commit["version"], "metrics": commit["metrics"]}
+    return catalog.merge_changes(LIVE, new, catalog.read(spark, LIVE), key=["minute"])
 
 
 class GoldBuild:
@@ -110,8 +133,13 @@ class GoldBuild:
         pending, newest, start_over = self._pending()
         todo = plan(pending, self.full_refresh or start_over)
         if not todo:
-            self.log("[gold] no silver change since the last gold run; nothing written")
-            return {}
+            if self.catalog.exists(self.spark, LIVE):
+                self.log("[gold] no silver change since the last gold run; nothing written")
+                return {}
+            self.log(f"[gold] no silver change since the last gold run; creating {LIVE}")
+            written = self._refresh_live({})
+            self._record(newest, "incremental", sorted(written))
+            return written
         full = sorted(m for m, v in todo.items() if v == "full")
         partial = {m: v for m, v in todo.items() if v != "full"}
         self.log(f"[gold] rewriting {', '.join(full) or 'no mart'}"
@@ -131,7 +159,21 @@ class GoldBuild:
         written = {name: c["rows"] for name, c in commits.items()}
         for name, n in written.items():
             self.log(f"  {name:<33} {n:>7,} rows {'(replaced months)' if name[5:] in partial else ''}".rstrip())
+        written = self._refresh_live(written)
         self._record(newest, "full" if not partial else "incremental", sorted(written))
+        return written
+
+    def _refresh_live(self, written: dict[str, int]) -> dict[str, int]:
+        """:func:`refresh_live` at ``stream.live_now``; adds the rows it upserted and deleted to ``written`` when
+        it committed."""
+        now = self.settings.live_now
+        live = refresh_live(self.spark, self.catalog, now)
+        if live["version"] is None:
+            self.log(f"  {LIVE:<33} unchanged (window from {live_window_start(now)})")
+            return written
+        written = {**written, LIVE: live["upserts"] + live["deletes"]}
+        self.log(f"  {LIVE:<33} {written[LIVE]:>7,} rows (window from {live_window_start(now)}: "
+                 f"{live['upserts']:,} upserted, {live['deletes']:,} deleted)")
         return written
 
     def _replace_months(self, mart: str, months: list[date], lines, dim_product, dim_customer, dim_location) -> dict:

@@ -227,14 +227,8 @@ class Stream:
         with lakehouse_lock(self.settings, self.log, "stream"):
             result = SilverBuild(self.spark, self.settings, log=lambda m: None,
                                  whole_table_check=self.batches_done % every == 0).run()
-            refresh_live(self.spark, self.catalog, live_now(self.settings))
+            refresh_live(self.spark, self.catalog, self.settings.live_now)
         return (result.run_id if result.mode != "unchanged" else None), result.changed
-
-
-def live_now(settings: Settings) -> datetime:
-    """The "now" of the live mart: ``stream.live_now`` when pinned (tests), else the current UTC time."""
-    pinned = settings.stream.live_now
-    return datetime.fromisoformat(pinned) if pinned else utcnow()
 
 
 def main_loop(settings: Settings, log=print) -> int:
