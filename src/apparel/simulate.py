@@ -1,9 +1,9 @@
 """``apparel simulate``: realistic orders placed into the PostgreSQL store now, at a steady rate, to drive the
 real-time path (store -> change capture -> stream -> Delta) and to check the marts against what it reports.
 
-**An order** is one transaction: an ``orders`` row dated now (UTC, naive, to the millisecond, as the store's
-other timestamps) and 1-4 ``order_details`` lines of distinct products, each with ``item_price`` = the
-product's price, ``qty`` 1-3 and ``unit_sales = qty * item_price``. Customers, (city, province) pairs and
+**An order** is one transaction: an ``orders`` row dated now (UTC, naive, as the store's other timestamps)
+and 1-4 ``order_details`` lines of distinct products, each with ``item_price`` = the product's price,
+``qty`` 1-3 and ``unit_sales = qty * item_price``. Customers, (city, province) pairs and
 products are drawn from the store's own rows, each weighted by how often the store's orders use it (customers
 and products plus one, so one never ordered can still appear): the dataset's skew, and every row resolves to
 known dimension members. Lines per order and quantities follow the generator's distributions, cut at 4 and 3.
@@ -187,9 +187,8 @@ def _utc_now() -> datetime:
 
 
 def _order_date() -> datetime:
-    """Now in UTC, naive, to the millisecond (the store's timestamps have no zone; the source files write ms)."""
-    now = _utc_now().replace(tzinfo=None)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+    """Now in UTC, naive: the store's timestamps have no zone."""
+    return _utc_now().replace(tzinfo=None)
 
 
 _INSERT_ORDER = (f"INSERT INTO orders ({', '.join(SOURCES['orders'].column_names)}) "

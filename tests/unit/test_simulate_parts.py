@@ -1,5 +1,6 @@
 """The pure parts of `apparel simulate`: the pacing schedule, the report's arithmetic, the draw of an order and
-the checks of its arguments. The run against PostgreSQL is tests/integration/test_simulate.py."""
+the checks of its arguments. The run against PostgreSQL is tests/integration/test_simulate.py (a module name
+of its own: pytest imports test modules by their base name)."""
 
 from __future__ import annotations
 
