@@ -2,7 +2,8 @@
 
 The new orders take ids after the largest ``order_id``, their lines ids after the largest ``order_detail_id``,
 and the day after the latest ``order_date`` (times spread over that day). Customers, (city, province) pairs
-and products with their prices are drawn from the store's own rows, so every new row passes the data
+and products with their prices are drawn from the store's own rows, weighted as its orders use them, by
+``apparel.simulate.StoreSample`` (which ``apparel simulate`` uses too), so every new row passes the data
 contract and resolves to known dimension members. The number of orders defaults to the store's average per
 day (about 19 at scale 1, 1,900 at scale 100); lines per order and quantities follow the generator's shape.
 The same store and seed give the same rows.
@@ -22,11 +23,10 @@ from datetime import date, datetime, timedelta
 import numpy as np
 
 from apparel.config import load_settings
+from apparel.generator import LINES_P, QTY_P
 from apparel.schemas import SOURCES
+from apparel.simulate import StoreSample, max_ids
 from apparel.store import StoreDB
-
-LINES_P = np.array([0.29, 0.23, 0.22, 0.145, 0.09, 0.025])  # 1..6 lines per order
-QTY_P = np.array([0.61, 0.28, 0.10, 0.006, 0.003, 0.001])    # qty 1..6
 
 
 @dataclass(frozen=True)
@@ -51,37 +51,25 @@ def append_day(store_url: str, orders: int | None = None, seed: int = 0) -> Appe
     if not n_orders or last is None:
         raise ValueError(f"the store {db.redacted} holds no dated orders: seed it first")
     first, last = _as_datetime(first), _as_datetime(last)
-    max_line = db.query("SELECT max(order_detail_id) FROM order_details")[0][0] or 0
-    customers = np.array([r[0] for r in db.query(
-        "SELECT DISTINCT customer_id FROM customers WHERE customer_id IS NOT NULL ORDER BY 1")])
-    places = db.query("SELECT DISTINCT city_id, province_id FROM orders "
-                      "WHERE city_id IS NOT NULL AND province_id IS NOT NULL ORDER BY 1, 2")
-    products = db.query("SELECT product_id, price FROM products "
-                        "WHERE product_id IS NOT NULL AND price IS NOT NULL ORDER BY 1")
-    if not len(customers) or not places or not products:
-        raise ValueError(f"the store {db.redacted} has no customers, places or products to draw from")
+    sample = StoreSample.load(db)
+    _, max_line = max_ids(db)
     days = (last.date() - first.date()).days + 1
     n = orders if orders is not None else max(1, round(n_orders / days))
     day = last.date() + timedelta(days=1)
 
     rng = np.random.default_rng(seed)
     seconds = np.sort(rng.integers(0, 86_400, size=n))
-    who = rng.choice(customers, size=n)
-    where = rng.integers(0, len(places), size=n)
     order_rows, line_rows = [], []
-    line_id, revenue = int(max_line), 0
+    line_id, revenue = max_line, 0
     for i in range(n):
         order_id = int(max_order) + 1 + i
         when = datetime.combine(day, datetime.min.time()) + timedelta(seconds=int(seconds[i]))
-        city_id, province_id = places[where[i]]
-        order_rows.append((order_id, when, int(who[i]), int(province_id), int(city_id)))
-        k = int(rng.choice(np.arange(1, len(LINES_P) + 1), p=LINES_P))
-        for p in rng.choice(len(products), size=min(k, len(products)), replace=False):
-            product_id, price = products[p]
-            qty = int(rng.choice(np.arange(1, len(QTY_P) + 1), p=QTY_P))
+        draft = sample.draw(rng, LINES_P, QTY_P)
+        order_rows.append((order_id, when, draft.customer_id, draft.province_id, draft.city_id))
+        for product_id, qty, price in draft.lines:
             line_id += 1
-            line_rows.append((line_id, order_id, int(product_id), qty, int(price), qty * int(price)))
-            revenue += qty * int(price)
+            line_rows.append((line_id, order_id, product_id, qty, price, qty * price))
+            revenue += qty * price
     db.insert_rows(SOURCES["orders"], order_rows)
     db.insert_rows(SOURCES["order_details"], line_rows)
     return AppendedDay(day, len(order_rows), len(line_rows), int(max_order) + 1, revenue)

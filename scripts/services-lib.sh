@@ -54,7 +54,9 @@ print("APPAREL_S3_SECRET_KEY=" + secrets.token_urlsafe(30))' > "$file")
   set -a; . "$file"; set +a
 }
 
-pid_alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# a killed server whose parent is gone can stay a zombie until init reaps it: that is not alive
+running_pid() { kill -0 "$1" 2>/dev/null && [ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" != Z ]; }
+pid_alive() { [ -s "$1" ] && running_pid "$(cat "$1")"; }
 
 # wait_until SECONDS DESCRIPTION PIDFILE LOG COMMAND...: poll COMMAND until it succeeds
 wait_until() {
@@ -77,8 +79,8 @@ stop_pid() {
   pid_alive "$1" || { rm -f "$1"; return 1; }
   pid=$(cat "$1")
   kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+  for _ in $(seq 1 30); do running_pid "$pid" || break; sleep 1; done
+  running_pid "$pid" && kill -KILL "$pid" 2>/dev/null || true
   rm -f "$1"
 }
 

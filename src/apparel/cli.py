@@ -11,6 +11,8 @@
     apparel cdc prepare|register|status|drop|reset        change data capture (the Debezium connector)
     apparel stream start|stop|status|run [--json]         the streaming query (change events -> silver, live mart)
     apparel jars                                          resolve and print the cached JVM jars
+    apparel simulate --rate N --duration S [--updates P --deletes Q] [--seed S] [--log FILE] [--json]
+                                                          place orders into the PostgreSQL store now, and report
 
 A failure exits non-zero with a one-line reason; ``--debug`` (or APPAREL_DEBUG=1) shows the traceback.
 """
@@ -26,7 +28,7 @@ import traceback
 from pathlib import Path
 
 from apparel.config import Settings, load_settings
-from apparel.runtime import hours, one_line_error, parse_run_date
+from apparel.runtime import fraction, hours, one_line_error, parse_run_date, positive
 
 _STARTED = time.monotonic()
 
@@ -235,6 +237,21 @@ def cmd_stream(args) -> int:
     return 0 if st["running"] else 3
 
 
+def cmd_simulate(args) -> int:
+    from apparel.simulate import report_lines, simulate
+
+    settings = _settings(args)
+    progress = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else log
+    report = simulate(settings.store_db, rate=args.rate, duration=args.duration, updates=args.updates,
+                      deletes=args.deletes, seed=args.seed, log_path=args.log, progress=progress)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for line in report_lines(report):
+            print(line)
+    return 130 if report["interrupted"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="apparel", description="Django Apparel lakehouse")
     parser.add_argument("--env", default=None, help="settings environment (conf/<env>.yaml; default local)")
@@ -296,6 +313,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("jars", help="resolve the JVM jars into the cache and print their paths")
     p.set_defaults(func=cmd_jars)
+
+    p = sub.add_parser("simulate", help="place realistic orders into the PostgreSQL store now, at a steady rate, "
+                                        "and report what was done (to drive and check the real-time path)")
+    p.add_argument("--rate", type=positive, default=10.0, help="orders per second (default 10)")
+    p.add_argument("--duration", type=positive, default=60.0, help="seconds to run (default 60)")
+    p.add_argument("--updates", type=fraction, default=0.0,
+                   help="share of the orders (0..1) after which the qty of one of the run's recent lines changes")
+    p.add_argument("--deletes", type=fraction, default=0.0,
+                   help="share of the orders (0..1) after which one of the run's recent lines is deleted")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: a new one, shown in the report)")
+    p.add_argument("--log", help="write one JSON line per committed order, update and delete to this file")
+    p.add_argument("--json", action="store_true", help="print the final report as JSON (progress goes to stderr)")
+    p.set_defaults(func=cmd_simulate)
     return parser
 
 

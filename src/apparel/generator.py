@@ -215,9 +215,9 @@ _WEEKEND_BOOST = 1.15
 _PAYDAY_BOOST = 1.2  # from the 25th to the 2nd of the next month
 _DOUBLE_DATE_BOOST = 2.5  # "9.9", "10.10", ... flash-sale days
 # P(order has 1..6 lines): mean ~2.59 lines per order.
-_LINES_P = np.array([0.29, 0.23, 0.22, 0.145, 0.09, 0.025])
+LINES_P = np.array([0.29, 0.23, 0.22, 0.145, 0.09, 0.025])
 # P(qty = 1..6).
-_QTY_P = np.array([0.61, 0.28, 0.10, 0.006, 0.003, 0.001])
+QTY_P = np.array([0.61, 0.28, 0.10, 0.006, 0.003, 0.001])
 _ORDER_CHUNK = 100_000  # bounds the (orders x products) matrix used to pick lines
 
 
@@ -366,8 +366,8 @@ def _order_details(
 ) -> pd.DataFrame:
     n_orders = len(orders)
     n_products = len(products)
-    max_lines = len(_LINES_P)
-    n_lines = rng.choice(np.arange(1, max_lines + 1), size=n_orders, p=_LINES_P)
+    max_lines = len(LINES_P)
+    n_lines = rng.choice(np.arange(1, max_lines + 1), size=n_orders, p=LINES_P)
 
     # Per-order product weights: popularity x affinity between the buyer's gender and
     # the product's category (category 1 = men, 2 = women).
@@ -388,7 +388,7 @@ def _order_details(
     mask = np.arange(max_lines)[None, :] < n_lines[:, None]
     product_idx = picked[mask]  # row-major: grouped by order, in order_id order
     order_ids = np.repeat(orders["order_id"].to_numpy(), n_lines)
-    qty = rng.choice(np.arange(1, len(_QTY_P) + 1, dtype=np.int64), size=len(product_idx), p=_QTY_P)
+    qty = rng.choice(np.arange(1, len(QTY_P) + 1, dtype=np.int64), size=len(product_idx), p=QTY_P)
     item_price = products["price"].to_numpy()[product_idx]
     first_id = FIRST_ORDER_DETAIL_ID
     return pd.DataFrame({

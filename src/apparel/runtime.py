@@ -40,6 +40,26 @@ def hours(text: str) -> int:
     return value
 
 
+def _number(text: str, expected: str, ok: Callable[[float], bool]) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+    return value
+
+
+def positive(text: str) -> float:
+    """An argparse type: a number above 0 (``apparel simulate --rate``, ``--duration``)."""
+    return _number(text, "a number above 0", lambda v: 0 < v < float("inf"))
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a share from 0 to 1 (``apparel simulate --updates``, ``--deletes``)."""
+    return _number(text, "a share from 0 to 1", lambda v: 0 <= v <= 1)
+
+
 def one_line_error(exc: BaseException) -> str:
     """The first meaningful line of an error, including Spark/Java errors raised through py4j."""
     if isinstance(exc, ApparelError):

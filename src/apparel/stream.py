@@ -42,6 +42,11 @@ def running_pid(settings: Settings) -> int | None:
         os.kill(pid, 0)
     except (OSError, ValueError):
         return None
+    try:  # a killed process whose parent is gone may stay a zombie until init reaps it
+        if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+            return None
+    except (OSError, IndexError):
+        pass
     try:  # a recycled pid is not ours
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
