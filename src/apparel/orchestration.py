@@ -37,6 +37,7 @@ SCHEDULES = {
     "apparel_ingestion": ("APPAREL_INGEST_SCHEDULE", "@daily"),
     # weekly, Sunday 04:00 UTC: away from the daily ingestion at midnight and the layers it triggers
     "apparel_maintenance": ("APPAREL_MAINTENANCE_SCHEDULE", "0 4 * * 0"),
+    "apparel_stream_health": ("APPAREL_STREAM_HEALTH_SCHEDULE", "*/5 * * * *"),
 }
 
 
@@ -181,3 +182,18 @@ def refresh_query_layer() -> dict[str, str]:
     changed = register_tables(settings, log=print)
     print(f"query layer: {len(changed)} table(s) newly registered or re-pointed; the others were current")
     return changed
+
+
+def check_stream_health() -> dict:
+    """The stream health DAG's task: :func:`apparel.stream.health` (raises when the query is down or lags);
+    skipped without change data capture."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from apparel.config import load_settings
+    from apparel.stream import health
+
+    settings = load_settings()
+    if not settings.cdc.enabled:
+        raise AirflowSkipException("change data capture is off (APPAREL_CDC): there is no stream to watch")
+    st = health(settings, log=print)
+    return {k: str(v) for k, v in st.items()}

@@ -19,6 +19,7 @@ Expected values come from the database (pandas over its rows) and from Kafka its
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -110,8 +111,6 @@ class Story:
         return n
 
     def status(self) -> dict:
-        import json
-
         proc = sh(*APPAREL, "stream", "status", "--json", env=self.env, check=False)
         return json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else {}
 
@@ -303,6 +302,47 @@ def test_kill_9_of_the_stream_mid_batch_loses_and_doubles_nothing(story, spark):
     sh(*APPAREL, "stream", "start", env=story.env, timeout=400)
     story.wait_caught_up()
     _assert_exactly_once(story, spark)
+
+
+def test_simulated_orders_with_updates_and_deletes_reach_bronze_silver_and_the_live_mart(story, spark):
+    """`apparel simulate` as a person would run it; its report and the database are the expectation."""
+    out = sh(*APPAREL, "simulate", "--rate", "10", "--duration", "6", "--updates", "0.2", "--deletes", "0.1",
+             "--seed", "3", "--json", env=story.env).stdout
+    report = json.loads(out)
+    assert report["orders"] > 0 and report["updates"] > 0 and report["deletes"] > 0
+    first, last = report["first_order_id"], report["last_order_id"]
+    story.wait_caught_up()
+    created = story.events("orders").where((F.col("op") == "c") & F.col("_key_after").between(first, last))
+    assert created.count() == report["orders"]
+    lines = story.catalog.read(spark, "silver.fct_order_lines").where(F.col("order_id").between(first, last))
+    got = lines.agg(F.count(F.lit(1)), F.sum("qty"), F.sum("line_revenue")).collect()[0]
+    assert (got[0], got[1], int(got[2])) == (report["lines"], report["units"], report["revenue"])
+    db = story.frame("order_details")
+    db = db[db.order_id.between(first, last)]
+    assert (len(db), int(db.qty.sum()), int((db.qty * db.item_price).sum())) == \
+        (report["lines"], report["units"], report["revenue"])
+    # the live mart's minutes of the simulated orders: the report's per-minute figures
+    live = story.catalog.read(spark, "gold.dm_sales_live").toPandas().set_index("minute")
+    for m in report["per_minute"]:
+        minute = pd.Timestamp(m["minute"])
+        if m["lines"] == 0:
+            assert minute not in live.index
+            continue
+        row = live.loc[minute]
+        assert (int(row.orders), int(row.units), int(row.revenue)) == \
+            (m["orders_with_lines"], m["units"], m["revenue"]), minute
+
+
+def test_the_health_check_passes_while_the_stream_runs_and_fails_once_it_stops(story):
+    from apparel.stream import StreamDown, health
+
+    st = health(story.on, log=quiet)
+    assert st["running"] and st["lag_messages"] == 0
+    sh(*APPAREL, "stream", "stop", env=story.env)
+    assert sh(*APPAREL, "stream", "status", env=story.env, check=False).returncode == 3
+    with pytest.raises(StreamDown, match="not running"):
+        health(story.on, log=quiet)
+    sh(*APPAREL, "stream", "start", env=story.env, timeout=400)
 
 
 def test_restarts_of_kafka_connect_and_of_the_broker_lose_nothing(story, spark):

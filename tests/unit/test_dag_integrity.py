@@ -17,7 +17,7 @@ from apparel.catalog import TABLES  # noqa: E402
 from apparel.config import PROJECT_ROOT  # noqa: E402
 
 DAGS = PROJECT_ROOT / "dags"
-EXPECTED = {"apparel_ingestion", "apparel_transform", "apparel_marts", "apparel_maintenance"}
+EXPECTED = {"apparel_ingestion", "apparel_transform", "apparel_marts", "apparel_maintenance", "apparel_stream_health"}
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +41,10 @@ def test_tags_retries_docs_and_applications(dagbag):
         assert dag.doc_md and dag.doc_md.strip().startswith("###"), dag_id
         assert dag.tasks, dag_id
         for task in dag.tasks:
-            assert task.retries >= 2 and task.retry_exponential_backoff, task.task_id
             assert task.doc_md == dag.doc_md
+            if dag_id == "apparel_stream_health":
+                continue  # a health check: no retries, no Spark (test_stream_health_runs_every_five_minutes)
+            assert task.retries >= 2 and task.retry_exponential_backoff, task.task_id
             if task.task_id == "refresh_query_layer":
                 continue
             assert isinstance(task, SparkSubmitOperator), task.task_id
@@ -115,3 +117,11 @@ def test_parsing_the_dags_starts_no_spark_and_reads_no_settings(tmp_path):
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+
+
+def test_stream_health_runs_every_five_minutes_without_retries(dagbag):
+    dag = dagbag.dags["apparel_stream_health"]
+    assert [t.task_id for t in dag.tasks] == ["stream_health"]
+    assert dag.tasks[0].retries == 0
+    assert str(dag.timetable.summary) == "*/5 * * * *"
+    assert not dag.tasks[0].outlets
