@@ -73,7 +73,14 @@ EOF
 
 java_cmd() { echo "$(java_bin) -Xms128m -Xmx$HEAP -Dlog4j2.configurationFile=file:$DIR/log4j2.properties -cp $CP"; }
 java_bin() { if [ -n "${JAVA_HOME:-}" ] && [ -x "$JAVA_HOME/bin/java" ]; then echo "$JAVA_HOME/bin/java"; else command -v java; fi; }
-listening() { "$PY" -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 2).close()' "$PORT"; }
+# ready: the broker answers metadata requests and every partition has a leader (after a restart the
+# controller takes a few seconds to elect them; clients asking earlier get NOT_LEADER_FOR_PARTITION)
+listening() {
+  "$PY" -c 'import sys
+from confluent_kafka.admin import AdminClient
+md = AdminClient({"bootstrap.servers": sys.argv[1]}).list_topics(timeout=3)
+sys.exit(0 if md.brokers and all(p.leader >= 0 and p.error is None for t in md.topics.values() for p in t.partitions.values()) else 1)' "$BOOTSTRAP"
+}
 
 case "$(url_host "http://$BOOTSTRAP")" in
   127.0.0.1|localhost) ;;
@@ -99,7 +106,7 @@ case "${1:-start}" in
       nohup $(java_cmd) kafka.Kafka "$DIR/server.properties" > "$LOGS/stdout.log" 2>&1 &
       echo $! > "$DIR/kafka.pid"
     fi
-    wait_until 120 "listening" "$DIR/kafka.pid" "$LOGS/server.log" listening
+    wait_until 120 "serving with every partition led" "$DIR/kafka.pid" "$LOGS/server.log" listening
     echo "[$NAME] ready: $BOOTSTRAP" >&2
     ;;
   stop)

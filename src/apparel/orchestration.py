@@ -92,7 +92,9 @@ def assets(tables: Iterable[str]) -> list[Asset]:
 
 
 def layer_tables(layer: str) -> list[str]:
-    return [name for name, info in TABLES.items() if info.layer == layer]
+    """The tables of a layer that the batch DAGs write (the stream's ``bronze.cdc_*`` are no batch Assets: the
+    transform DAG waits for every bronze Asset)."""
+    return [name for name, info in TABLES.items() if info.layer == layer and not info.table.startswith("cdc_")]
 
 
 def bronze_tables(group: str) -> list[str]:

@@ -91,12 +91,19 @@ class Story:
 
     def kafka_records(self, table: str) -> int:
         """Records in the table's topic, read back from Kafka (read_committed): the truth the stream must land."""
-        from confluent_kafka import Consumer, TopicPartition
+        from confluent_kafka import Consumer, KafkaException, TopicPartition
 
         c = Consumer({"bootstrap.servers": self.on.cdc.kafka_bootstrap, "group.id": f"check-{uuid.uuid4().hex}",
                       "isolation.level": "read_committed", "enable.auto.commit": False})
         tp = TopicPartition(self.on.cdc.topic(table), 0)
-        low, high = c.get_watermark_offsets(tp, timeout=10)
+        for attempt in range(30):  # just after a broker restart the partition may have no leader yet
+            try:
+                low, high = c.get_watermark_offsets(tp, timeout=10)
+                break
+            except KafkaException:
+                if attempt == 29:
+                    raise
+                time.sleep(1)
         c.assign([TopicPartition(tp.topic, 0, low)])
         n, idle = 0, 0
         # up to the end; the last offsets may be transaction markers, which a reader never receives

@@ -123,5 +123,5 @@ def test_stream_health_runs_every_five_minutes_without_retries(dagbag):
     dag = dagbag.dags["apparel_stream_health"]
     assert [t.task_id for t in dag.tasks] == ["stream_health"]
     assert dag.tasks[0].retries == 0
-    assert str(dag.timetable.summary) == "*/5 * * * *"
+    assert dag.timetable.expression == "*/5 * * * *"
     assert not dag.tasks[0].outlets

@@ -192,6 +192,9 @@ class Stream:
                       "batch_seconds": round((utcnow() - started).total_seconds(), 2)}
             if events:
                 status.update(last_events=counts, last_events_batch=batch_id, last_malformed=malformed)
+            else:  # a batch with nothing to apply: the floor of a micro-batch (bench/stream_bench.py)
+                idle = read_status(self.settings).get("idle_batch_seconds", [])
+                status["idle_batch_seconds"] = (idle + [status["batch_seconds"]])[-200:]
             if newest is not None:
                 status["newest_commit_ts"] = newest
             if heartbeat:
