@@ -300,7 +300,7 @@ def dag_ids_in_folder() -> set[str]:
     """The DAG ids of dags/, as Airflow parses the folder (so a DAG added there is expected everywhere below)."""
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"), include_examples=False)
+    bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))  # examples are off: AIRFLOW__CORE__LOAD_EXAMPLES
     assert bag.import_errors == {}
     return set(bag.dag_ids)
 
