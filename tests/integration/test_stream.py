@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -375,6 +376,7 @@ def test_every_table_equals_a_full_batch_rebuild_of_the_final_database(story, sp
     run_layers(spark, story.on, ["bronze", "silver", "gold"], log=quiet, run_date=RUN_DATE)  # the monthly marts
     b = load_settings(env="ci", environ={**project_env(story.root / "b", story.db_url), "APPAREL_LIVE_NOW":
                                          NOW.isoformat()})
+    shutil.copytree(story.root / "a" / "landing", story.root / "b" / "landing")  # the same workbooks
     run_layers(spark, b, ["bronze", "silver", "gold"], log=quiet, run_date=RUN_DATE)
     cb = Catalog(b)
     compared = sorted(n for n in TABLES if n.split(".")[0] in ("silver", "quarantine", "gold"))
