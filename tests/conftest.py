@@ -28,7 +28,8 @@ pytest_plugins = ["stack_fixtures"]
 
 # The order the tests run in, so that a broken transform fails within minutes: the unit tests, then the
 # integration tests that need no service (first those that compare the transforms with the independent model),
-# then the real Airflow, then the object store, Trino and Superset. A module stays in one piece (its
+# then the real Airflow, then the object store, Trino and Superset; the change data capture modules start the
+# integration tests, being the longest unit. A module stays in one piece (its
 # module-scoped fixtures are built once), and keeps the order of its tests. scripts/test.sh runs them on two
 # pytest-xdist workers; each worker takes the next group in this order when it is free.
 EARLY_MODULES = ["test_pipeline_shared.py", "test_contract_dirty.py", "test_cli.py"]
@@ -48,6 +49,8 @@ def pytest_collection_modifyitems(config, items):
 
     def rank(item: pytest.Item) -> tuple[int, int]:
         name = item.path.name
+        if name in CDC_MODULES:  # the longest unit (about 10 minutes): first of the integration tests, so that
+            return 1, -1         # it runs on one worker while the other goes through the rest
         return tier[item.path], EARLY_MODULES.index(name) if name in EARLY_MODULES else len(EARLY_MODULES)
 
     items.sort(key=rank)  # stable: collection order within a rank
