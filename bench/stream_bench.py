@@ -130,6 +130,8 @@ def main() -> int:
     batch_env = {**env, "APPAREL_CDC": ""}
     env["APPAREL_CDC"] = "1"
     results, memory = [], {}
+    was_up = subprocess.run(["bash", "scripts/services.sh", "status", "cdc"], env=env, cwd=ROOT,
+                            capture_output=True).returncode == 0
     try:
         source = ["--dataset", str(SHARED)] if SHARED.is_dir() else []
         print(f"[bench] seeding {'the shared dataset' if source else 'the generated sample'} and one batch run",
@@ -164,6 +166,8 @@ def main() -> int:
             subprocess.run([PY, "-m", "apparel.cli", "stream", "stop"], env=env, cwd=ROOT, capture_output=True)
             subprocess.run([PY, "-m", "apparel.cli", "cdc", "drop"], env=env, cwd=ROOT, capture_output=True)
             shutil.rmtree(work, ignore_errors=True)
+            if not was_up:  # ends what it started (the PostgreSQL server stays, as after the tests)
+                subprocess.run(["bash", "scripts/services.sh", "down", "cdc"], env=env, cwd=ROOT, capture_output=True)
 
     print()
     for k, v in machine_context():
