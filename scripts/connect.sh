@@ -70,21 +70,10 @@ plugin.discovery=service_load
 # source records and their offsets are written in one Kafka transaction (KIP-618)
 exactly.once.source.support=enabled
 CONF
-  cat > "$DIR/log4j2.properties" <<CONF
-status = warn
-appender.file.type = File
-appender.file.name = file
-appender.file.fileName = $LOGS/connect.log
-appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = INFO
-rootLogger.appenderRef.file.ref = file
-logger.reflections.name = org.reflections
-logger.reflections.level = ERROR
-CONF
+  write_log4j2 "$DIR/log4j2.properties" "$LOGS/connect.log" \
+    "logger.reflections.name = org.reflections" "logger.reflections.level = ERROR"
 }
 
-java_bin() { if [ -n "${JAVA_HOME:-}" ] && [ -x "$JAVA_HOME/bin/java" ]; then echo "$JAVA_HOME/bin/java"; else command -v java; fi; }
 ready() { curl -fsS "$URL/connector-plugins" 2>/dev/null | grep -q "$CONNECTOR_CLASS"; }
 broker_up() { "$PY" -c 'import socket,sys; h,p=sys.argv[1].rsplit(":",1); socket.create_connection((h,int(p)),2).close()' "$BOOTSTRAP"; }
 

@@ -55,24 +55,10 @@ group.initial.rebalance.delay.ms=0
 # topics are created on purpose (by the project or Kafka Connect), never by a typo
 auto.create.topics.enable=false
 EOF
-  cat > "$DIR/log4j2.properties" <<EOF
-status = warn
-appender.file.type = File
-appender.file.name = file
-appender.file.fileName = $LOGS/server.log
-appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = INFO
-rootLogger.appenderRef.file.ref = file
-logger.kafka.name = kafka
-logger.kafka.level = INFO
-logger.apache.name = org.apache.kafka
-logger.apache.level = INFO
-EOF
+  write_log4j2 "$DIR/log4j2.properties" "$LOGS/server.log"
 }
 
 java_cmd() { echo "$(java_bin) -Xms128m -Xmx$HEAP -Dlog4j2.configurationFile=file:$DIR/log4j2.properties -cp $CP"; }
-java_bin() { if [ -n "${JAVA_HOME:-}" ] && [ -x "$JAVA_HOME/bin/java" ]; then echo "$JAVA_HOME/bin/java"; else command -v java; fi; }
 # ready: the broker answers metadata requests and every partition has a leader (after a restart the
 # controller takes a few seconds to elect them; clients asking earlier get NOT_LEADER_FOR_PARTITION)
 listening() {

@@ -87,3 +87,18 @@ stop_pid() {
 # the stop and status commands of a server run in the background with a pid file
 stop_command() { if stop_pid "$1"; then echo "[$NAME] stopped" >&2; else echo "[$NAME] not running" >&2; fi; }
 status_command() { if pid_alive "$1"; then echo "[$NAME] running: $2" >&2; else echo "[$NAME] stopped" >&2; exit 3; fi; }
+
+# the JVM of the Java servers (Kafka, Kafka Connect): JAVA_HOME's, else the one on the PATH
+java_bin() { if [ -n "${JAVA_HOME:-}" ] && [ -x "$JAVA_HOME/bin/java" ]; then echo "$JAVA_HOME/bin/java"; else command -v java; fi; }
+
+# write_log4j2 CONFIG LOGFILE [LINE...]: a log4j2 configuration that logs INFO to LOGFILE, plus LINEs
+write_log4j2() {
+  local config=$1 logfile=$2; shift 2
+  {
+    printf '%s\n' "status = warn" "appender.file.type = File" "appender.file.name = file" \
+      "appender.file.fileName = $logfile" "appender.file.layout.type = PatternLayout" \
+      "appender.file.layout.pattern = [%d] %p %m (%c)%n" "rootLogger.level = INFO" \
+      "rootLogger.appenderRef.file.ref = file"
+    [ $# -eq 0 ] || printf '%s\n' "$@"
+  } > "$config"
+}
