@@ -162,10 +162,13 @@ def register(settings, log=print, timeout: float = 120) -> dict:
         time.sleep(1)
 
 
+def heartbeat_topic(settings) -> str:
+    return f"__debezium-heartbeat.{settings.cdc.topic_prefix}"
+
+
 def topics(settings) -> list[str]:
     """The connector's topics: one per store table, plus Debezium's heartbeat topic."""
-    cdc = settings.cdc
-    return [cdc.topic(t.name) for t in STORE_TABLES] + [f"__debezium-heartbeat.{cdc.topic_prefix}"]
+    return [settings.cdc.topic(t.name) for t in STORE_TABLES] + [heartbeat_topic(settings)]
 
 
 def drop(settings, log=print, timeout: float = 60) -> None:

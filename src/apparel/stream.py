@@ -19,9 +19,10 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from apparel.cdc import topics as capture_topics
 from apparel.config import Settings
 from apparel.errors import SourceError
-from apparel.jobs.stream import heartbeat_topic, read_status, state_dir, utcnow
+from apparel.jobs.stream import read_status, state_dir, utcnow
 
 
 class StreamDown(SourceError):
@@ -147,8 +148,7 @@ def status(settings: Settings) -> dict:
            "batch_finished_at": st.get("finished_at"), "batch_seconds": st.get("batch_seconds"),
            "last_events": st.get("last_events"), "last_events_batch": st.get("last_events_batch"),
            "checkpoint": settings.stream.checkpoint, "log": str(log_file(settings))}
-    topics = [settings.cdc.topic(t) for t in ("customers", "products", "product_categories", "orders",
-                                                "order_details")] + [heartbeat_topic(settings)]
+    topics = capture_topics(settings)
     try:
         ends = end_offsets(settings, topics)
         done = committed_offsets(settings.stream.checkpoint) or {}

@@ -26,11 +26,11 @@ import json
 import os
 import signal
 import threading
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 from apparel.catalog import Catalog, run_parallel
+from apparel.cdc import heartbeat_topic, topics
 from apparel.cdc_events import event_type, parse
 from apparel.config import Settings
 from apparel.errors import AccountingError
@@ -71,10 +71,6 @@ def read_status(settings: Settings) -> dict:
         return {}
 
 
-def heartbeat_topic(settings: Settings) -> str:
-    return f"__debezium-heartbeat.{settings.cdc.topic_prefix}"
-
-
 class Stream:
     def __init__(self, spark, settings: Settings, log=print):
         self.spark = spark
@@ -104,7 +100,7 @@ class Stream:
         self.ensure_tables()
         reader = (self.spark.readStream.format("kafka")
                   .option("kafka.bootstrap.servers", cdc.kafka_bootstrap)
-                  .option("subscribe", ",".join([*self.topics, heartbeat_topic(self.settings)]))
+                  .option("subscribe", ",".join(topics(self.settings)))
                   .option("startingOffsets", "earliest")
                   .option("kafka.isolation.level", "read_committed")
                   .option("failOnDataLoss", "true")
@@ -241,11 +237,3 @@ def main_loop(settings: Settings, log=print) -> int:
     Stream(spark, settings, log=log).run_forever()
     return 0
 
-
-def wait_for(predicate, timeout: float, every: float = 0.5) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(every)
-    return predicate()
