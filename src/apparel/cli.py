@@ -230,6 +230,8 @@ def cmd_stream(args) -> int:
         print(f"stream: {'running (pid ' + str(st['pid']) + ')' if st['running'] else 'not running'}")
         print(f"  last batch    {st['batch_id']} at {st['batch_finished_at']} ({st['batch_seconds']} s)")
         print(f"  last events   batch {st['last_events_batch']}: {st['last_events']}")
+        if st.get("last_seconds"):  # where that batch's time went, step by step
+            print("  its steps     " + ", ".join(f"{k} {v} s" for k, v in st["last_seconds"].items()))
         print(f"  lag           {st['lag_messages']} message(s), {st['lag_seconds']} s since the newest event"
               + (f" ({st['lag_error']})" if st.get("lag_error") else ""))
         print(f"  checkpoint    {st['checkpoint']}")

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 import traceback
+from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Callable
 from uuid import uuid4
@@ -17,6 +19,33 @@ from apparel.errors import ApparelError, SourceError
 def new_batch_id(now: datetime) -> str:
     """A sortable, unique id for a bronze batch or a silver run: ``YYYYmmddTHHMMSSZ-<6 hex>``."""
     return f"{now:%Y%m%dT%H%M%SZ}-{uuid4().hex[:6]}"
+
+
+class Steps:
+    """Wall-clock seconds per named step of a run, summed over repeats: ``with steps("contract"): ...``.
+    The stream reports them per micro-batch (``apparel stream status``), so a slow step is seen, not guessed."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        """Charge the time since the previous lap (or step) to ``name``."""
+        now = time.perf_counter()
+        self.seconds[name] = self.seconds.get(name, 0.0) + now - self._last
+        self._last = now
+
+    @contextmanager
+    def __call__(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._last = time.perf_counter()
+            self.seconds[name] = self.seconds.get(name, 0.0) + self._last - start
+
+    def rounded(self) -> dict[str, float]:
+        return {k: round(v, 2) for k, v in self.seconds.items()}
 
 
 def parse_run_date(text: str | None) -> date | None:
@@ -75,12 +104,16 @@ def one_line_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}" if type(exc).__name__ not in first else first
 
 
-def run_job(body: Callable, env: str | None = None, app_name: str | None = None) -> int:
-    """Shared wrapper of the spark-submit entry points: settings, session, one-line errors."""
+def run_job(body: Callable, env: str | None = None, app_name: str | None = None,
+            before_spark: Callable | None = None) -> int:
+    """Shared wrapper of the spark-submit entry points: settings, ``before_spark(settings)`` (checks that need
+    no session), the session, ``body(spark, settings)``, one-line errors."""
     from apparel.spark import get_spark
 
     try:
         settings = load_settings(env=env)
+        if before_spark is not None:
+            before_spark(settings)
         spark = get_spark(settings, app_name=app_name)
         body(spark, settings)
         return 0

@@ -147,6 +147,7 @@ def status(settings: Settings) -> dict:
     out = {"running": bool(pid), "pid": pid, "query_id": st.get("query_id"), "batch_id": st.get("batch_id"),
            "batch_finished_at": st.get("finished_at"), "batch_seconds": st.get("batch_seconds"),
            "last_events": st.get("last_events"), "last_events_batch": st.get("last_events_batch"),
+           "last_seconds": st.get("last_seconds"),
            "checkpoint": settings.stream.checkpoint, "log": str(log_file(settings))}
     topics = capture_topics(settings)
     try:

@@ -300,6 +300,11 @@ def _assert_exactly_once(story, spark) -> None:
 
 
 def test_kill_9_of_the_stream_mid_batch_loses_and_doubles_nothing(story, spark):
+    """And the health check (the stream health DAG's) passes while the stream runs, and fails once it is gone."""
+    from apparel.stream import StreamDown, health
+
+    st = health(story.on, log=quiet)
+    assert st["running"] and st["lag_messages"] == 0
     top = story.sql("SELECT max(order_id) FROM orders")[0][0]
     _insert_orders(story, top + 1, 60)
     pid = int((story.root / "stream" / "stream.pid").read_text())
@@ -309,6 +314,9 @@ def test_kill_9_of_the_stream_mid_batch_loses_and_doubles_nothing(story, spark):
     assert read_status(story.on).get("in_batch"), "no micro-batch started within 120 s"
     os.killpg(pid, signal.SIGKILL)
     _insert_orders(story, top + 61, 20)
+    assert sh(*APPAREL, "stream", "status", env=story.env, check=False).returncode == 3
+    with pytest.raises(StreamDown, match="not running"):
+        health(story.on, log=quiet)
     sh(*APPAREL, "stream", "start", env=story.env, timeout=400)
     story.wait_caught_up()
     _assert_exactly_once(story, spark)
@@ -341,18 +349,6 @@ def test_simulated_orders_with_updates_and_deletes_reach_bronze_silver_and_the_l
         row = live.loc[minute]
         assert (int(row.orders), int(row.units), int(row.revenue)) == \
             (m["orders_with_lines"], m["units"], m["revenue"]), minute
-
-
-def test_the_health_check_passes_while_the_stream_runs_and_fails_once_it_stops(story):
-    from apparel.stream import StreamDown, health
-
-    st = health(story.on, log=quiet)
-    assert st["running"] and st["lag_messages"] == 0
-    sh(*APPAREL, "stream", "stop", env=story.env)
-    assert sh(*APPAREL, "stream", "status", env=story.env, check=False).returncode == 3
-    with pytest.raises(StreamDown, match="not running"):
-        health(story.on, log=quiet)
-    sh(*APPAREL, "stream", "start", env=story.env, timeout=400)
 
 
 def test_restarts_of_kafka_connect_and_of_the_broker_lose_nothing(story, spark):
@@ -392,5 +388,6 @@ def test_every_table_equals_a_full_batch_rebuild_of_the_final_database(story, sp
 
 def test_dropping_the_capture_leaves_no_replication_slot(story):
     sh(*APPAREL, "stream", "stop", env=story.env)
+    assert sh(*APPAREL, "stream", "status", env=story.env, check=False).returncode == 3  # stopped: not running
     sh(*APPAREL, "cdc", "drop", env=story.env)
     assert story.sql("SELECT slot_name FROM pg_replication_slots WHERE slot_name = %s", (story.on.cdc.slot,)) == []

@@ -39,7 +39,7 @@ from apparel.errors import AccountingError
 from apparel.objectstore import landing_file
 from apparel.runtime import new_batch_id, run_job
 from apparel.schemas import EXCEL_TABLES, STORE_TABLES, SourceTable
-from apparel.sources import frame_rows, read_workbook
+from apparel.sources import ReadResult, frame_rows, read_workbook
 from apparel.store import StoreDB
 
 GROUPS = {"store": STORE_TABLES, "excel": EXCEL_TABLES}
@@ -290,10 +290,8 @@ class BronzeIngest:
         n_null = int(counts["nulls"])
         return (rows if counts["n"] else None), int(counts["n"]) - n_null, n_null
 
-    def read_excel(self, table: SourceTable):
-        spec = self.settings.workbooks[table.name]
-        with landing_file(self.settings, spec["file"]) as path:
-            result = read_workbook(path, spec["sheet"], table)
+    def read_excel(self, table: SourceTable, result: ReadResult | None = None):
+        result = result or read_workbooks(self.settings, [table])[table.name]
         for w in result.warnings:
             self.log(f"  warning: {w}")
         df = self.spark.createDataFrame(frame_rows(result.frame), table.spark_ddl())
@@ -394,17 +392,17 @@ class BronzeIngest:
             self.log(f"  warning: {res.warning}")
         return res
 
-    def run(self, groups: list[str] | None = None) -> list[IngestResult]:
-        groups = groups or list(GROUPS)
-        tables = [t for g in groups for t in GROUPS[g]]
-        if self.settings.cdc.enabled:
-            captured = [t.name for t in tables if t.incremental]
-            if captured:
-                self.log(f"[bronze] {', '.join(captured)}: captured by the stream (cdc.enabled), not extracted")
-            tables = [t for t in tables if not t.incremental]
+    def run(self, groups: list[str] | None = None, workbooks: dict[str, ReadResult] | None = None
+            ) -> list[IngestResult]:
+        """Land the tables of ``groups``; ``workbooks``: the workbooks already read (:func:`read_workbooks`)."""
+        tables = group_tables(self.settings, groups)
+        captured = [t.name for g in groups or list(GROUPS) for t in GROUPS[g] if t not in tables]
+        if captured:
+            self.log(f"[bronze] {', '.join(captured)}: captured by the stream (cdc.enabled), not extracted")
         self.log(f"[bronze] batch {self.batch_id}: {', '.join(t.name for t in tables)}")
         # read every workbook before writing anything: a bad workbook fails the run up front
-        excel = {t.name: self.read_excel(t) for t in tables if t.origin == "excel"}
+        workbooks = workbooks or {}
+        excel = {t.name: self.read_excel(t, workbooks.get(t.name)) for t in tables if t.origin == "excel"}
         landed = run_parallel({t.name: (lambda t=t: self.land_table(t, excel.get(t.name))) for t in tables},
                               int(self.settings.spark.get("write_threads", 4)))
         results = [landed[t.name] for t in tables]
@@ -420,6 +418,24 @@ class BronzeIngest:
          .option("mergeSchema", "true").save(self.catalog.path("ops.ingest_runs")))
 
 
+def group_tables(settings: Settings, groups: list[str] | None) -> list[SourceTable]:
+    """The tables a run of ``groups`` (default: all) lands: with change data capture on, not the captured ones."""
+    tables = [t for g in groups or list(GROUPS) for t in GROUPS[g]]
+    return [t for t in tables if not (settings.cdc.enabled and t.incremental)]
+
+
+def read_workbooks(settings: Settings, tables: list[SourceTable]) -> dict[str, ReadResult]:
+    """Read the workbooks of ``tables`` from the landing area (pandas, no Spark): a missing or unreadable one
+    raises its one-line error."""
+    out = {}
+    for table in tables:
+        if table.origin == "excel":
+            spec = settings.workbooks[table.name]
+            with landing_file(settings, spec["file"]) as path:
+                out[table.name] = read_workbook(path, spec["sheet"], table)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """spark-submit entry point: ``bronze_ingest.py [--group store|excel] [--env ENV] [--run-date D]``."""
     parser = argparse.ArgumentParser(prog="bronze_ingest", description=__doc__.splitlines()[0])
@@ -429,8 +445,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-date", default=None,
                         help="logical date (YYYY-MM-DD); accepted like every job's, bronze does not depend on it")
     args = parser.parse_args(argv)
-    return run_job(lambda spark, settings: BronzeIngest(spark, settings).run(args.group), env=args.env,
-                   app_name="apparel-bronze")
+    read: dict[str, ReadResult] = {}
+
+    def workbooks_first(settings: Settings) -> None:
+        # before the Spark session: a workbook that has not arrived fails the task in seconds (and each retry)
+        read.update(read_workbooks(settings, group_tables(settings, args.group)))
+
+    return run_job(lambda spark, settings: BronzeIngest(spark, settings).run(args.group, read), env=args.env,
+                   app_name="apparel-bronze", before_spark=workbooks_first)
 
 
 if __name__ == "__main__":

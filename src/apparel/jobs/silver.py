@@ -56,7 +56,7 @@ from apparel.contract import (
 )
 from apparel.errors import AccountingError, SourceError
 from apparel.locks import lakehouse_lock
-from apparel.runtime import new_batch_id, parse_run_date, run_job
+from apparel.runtime import Steps, new_batch_id, parse_run_date, run_job
 from apparel.schemas import SOURCES
 from apparel.silver import (
     FCT_ORDER_LINES_COLUMNS,
@@ -111,6 +111,7 @@ class SilverResult:
     written: dict[str, int] = field(default_factory=dict)    # table -> rows its commit wrote (or changed)
     changed: list[str] = field(default_factory=list)         # tables that got a new Delta version
     touched_months: list[date] = field(default_factory=list)  # order months whose fact lines changed
+    seconds: dict[str, float] = field(default_factory=dict)   # wall-clock seconds per step
 
 
 @dataclass
@@ -143,11 +144,14 @@ class SilverBuild:
         self.versions: dict[str, int] = {}
         self.dup_totals: dict[str, int] = {}
         self.judged: dict[str, object] = {}   # the bronze rows each scope judged
+        self.events_read: dict[str, object] = {}  # captured tables: the scope's change events
         self.whole_table_check = whole_table_check
         # the bronze table each source table's rows come from: the change events when they are captured
         self.cdc = settings.cdc.enabled
         self.src = {t: f"cdc_{t}" if self.cdc and t in FACTS else t for t in CONTRACT_ORDER}
         self.consumed_versions: dict[str, int] = {}
+        self.step = Steps()
+        self.result.seconds = self.step.seconds
 
     # reading ----------------------------------------------------------------------------------------
 
@@ -165,19 +169,34 @@ class SilverBuild:
             "versionAsOf", self.versions[table] if version is None else version) \
             .load(self.catalog.path(f"bronze.{self.src[table]}"))
 
-    def _scoped_rows(self, table: str, scope, with_nulls: bool, everything: bool, version: int | None = None):
-        """The bronze rows of the scope's orders (and those with a null order id when ``with_nulls``)."""
+    def _scoped_rows(self, table: str, scope, with_nulls: bool, everything: bool, before: list[str] | None = None):
+        """The bronze rows of the scope's orders (and those with a null order id when ``with_nulls``). For a
+        captured table, ``before`` (the micro-batches this run consumes) gives the rows as the previous run saw
+        them: the image of the same events less those batches' (the scope's events are read once)."""
         from pyspark.sql import functions as F
 
-        if everything:
-            return self._bronze(table, version)
         if self.src[table] != table:
-            rows = image(events_for_keys(self._events(table, version), scope, "order_id", with_nulls),
-                         SOURCES[table])
+            events = self._scoped_events(table, scope, with_nulls, everything)
+            if before is not None:
+                events = events.where(~F.col("_batch_id").isin(before)) if before else events
+            rows = image(events, SOURCES[table])
+            if everything:
+                return rows
+        elif everything:
+            return self._bronze(table)
         else:
             rows = self._bronze(table)
         inside = rows.join(F.broadcast(scope), "order_id", "left_semi")
         return inside.unionByName(rows.where("order_id IS NULL")) if with_nulls else inside
+
+    def _scoped_events(self, table: str, scope, with_nulls: bool, everything: bool):
+        """The change events of the scope's orders at the pinned version, materialised once per run."""
+        if table not in self.events_read:
+            events = self._events(table)
+            if not everything:
+                events = events_for_keys(events, scope, "order_id", with_nulls)
+            self.events_read[table] = events.localCheckpoint()
+        return self.events_read[table]
 
     def _current(self, name: str):
         return self.catalog.read(self.spark, name) if self.catalog.exists(self.spark, name) else None
@@ -252,8 +271,9 @@ class SilverBuild:
             how = ("start the stream first (apparel stream start): it lands the captured tables"
                    if missing[0].startswith("cdc_") else "run the bronze layer first (apparel run --layers bronze)")
             raise SourceError(f"bronze.{missing[0]} does not exist yet: {how}")
-        self.versions = {t: self.catalog.version(self.spark, f"bronze.{self.src[t]}") for t in CONTRACT_ORDER}
-        stored = {} if self.full_refresh else self.consumed()
+        with self.step("versions"):
+            self.versions = {t: self.catalog.version(self.spark, f"bronze.{self.src[t]}") for t in CONTRACT_ORDER}
+            stored = {} if self.full_refresh else self.consumed()
         # what earlier runs consumed, by source table (of the captured tables: their change events)
         consumed = {t: stored[self.src[t]] for t in CONTRACT_ORDER if self.src[t] in stored}
         # a bronze table older than what was consumed was replaced (the events tables after `apparel cdc reset`)
@@ -280,8 +300,10 @@ class SilverBuild:
         for table, r in self.result.tables.items():
             for kind, n in r.warnings.items():
                 self.log(f"  warning: {table}: {n:,} row(s) {kind}")
-        self.check_totals()
-        self.record()
+        with self.step("check_totals"):
+            self.check_totals()
+        with self.step("record"):
+            self.record()
         return self.result
 
     # masters and dimensions (both modes) -------------------------------------------------------------
@@ -433,8 +455,10 @@ class SilverBuild:
         flagged = reused_line_ids(everyone).where("_scope")
         self.flag_warnings("order_details", flagged, "_reused_line_id")
 
-    def _dim_date(self) -> None:
-        """``dim_date`` spans the first to the last valid order date: rebuilt when that span moved."""
+    def _dim_date(self, new_orders=None, old_orders=None) -> None:
+        """``dim_date`` spans the first to the last valid order date: rebuilt when that span moved. Given the
+        scope's orders after and before the run, the whole fact table is read only when they could move it: a
+        date outside the span, or an order leaving a date at its edge."""
         from pyspark.sql import functions as F
 
         orders = self.catalog.read(self.spark, "silver.fct_orders")
@@ -443,9 +467,17 @@ class SilverBuild:
             self.catalog.overwrite(dim, "silver.dim_date")
             self._written("silver.dim_date", self.catalog.last_commit(self.spark, "silver.dim_date")["rows"])
             return
-        want = orders.agg(F.min(F.to_date("order_date")), F.max(F.to_date("order_date"))).collect()[0]
         have = self.catalog.read(self.spark, "silver.dim_date").where("date_key <> -1").agg(
             F.min("date"), F.max("date")).collect()[0]
+        if new_orders is not None and old_orders is not None and None not in tuple(have):
+            day = F.to_date("order_date").alias("d")
+            dates = new_orders.select(day, F.lit(True).alias("new")).unionByName(
+                old_orders.select(day, F.lit(False).alias("new"))).distinct().collect()
+            after = {r["d"] for r in dates if r["new"] and r["d"] is not None}
+            gone = {r["d"] for r in dates if not r["new"] and r["d"] is not None} - after
+            if all(have[0] <= d <= have[1] for d in after) and not gone & {have[0], have[1]}:
+                return
+        want = orders.agg(F.min(F.to_date("order_date")), F.max(F.to_date("order_date"))).collect()[0]
         if tuple(want) != tuple(have):
             self.catalog.overwrite(dim, "silver.dim_date")
             self._written("silver.dim_date", self.catalog.last_commit(self.spark, "silver.dim_date")["rows"])
@@ -455,6 +487,8 @@ class SilverBuild:
     def _incremental(self, consumed: dict[str, Consumed]) -> None:
         from pyspark.sql import functions as F
 
+        lap = self.step.lap
+        lap("start")
         moved = {t for t in MASTERS if self.versions[t] != consumed[t].version
                  and self._snapshot_changed(t, consumed[t].version)}
         # masters that feed one dimension are judged together (their warnings and joins need both)
@@ -466,6 +500,7 @@ class SilverBuild:
         for t in changed_masters:  # a master's quarantine is its whole current set
             self._merge_quarantine(t, quarantine[t], self.catalog.read(self.spark, f"quarantine.{t}"))
         touched = self._dimensions(valid, changed_masters)
+        lap("masters")
 
         # the new rows: batches of the moved fact tables that no silver run consumed yet
         new, self.batches = {}, {}
@@ -508,6 +543,7 @@ class SilverBuild:
         n_scope = scope.count()
         self.log(f"  scope: {n_scope:,} order id(s){' (every order: a location master changed)' if everything else ''}"
                  f"; new bronze rows: orders {n_new['orders']:,}, order_details {n_new['order_details']:,}")
+        lap("scope")
         if n_scope == 0 and not any(nulls.values()):
             return  # nothing to judge: the facts and their quarantine stay as they are
 
@@ -515,41 +551,60 @@ class SilverBuild:
             inside = df if everything else df.join(F.broadcast(scope), "order_id", "left_semi")
             return inside.unionByName(df.where("order_id IS NULL")) if with_nulls and not everything else inside
 
+        # the scope's change events of both captured tables, read at once (judged below, counted again for the
+        # duplicates)
+        run_parallel({t: (lambda t=t: self._scoped_events(t, scope, nulls[t], everything))
+                      for t in FACTS if self.src[t] != t}, self.threads)
         valid["orders"], q_orders = self.judge(
             "orders", self._scoped_rows("orders", scope, nulls["orders"], everything), rows_new=n_new["orders"])
         valid["order_details"], q_lines = self.judge(
             "order_details", self._scoped_rows("order_details", scope, nulls["order_details"], everything),
             valid["orders"], rows_new=n_new["order_details"])
         self.log_contract()
+        lap("contract")
 
         fct_lines, fct_orders = self._facts(valid)
         self.check_scope({"silver.fct_order_lines": fct_lines.count(), "silver.fct_orders": fct_orders.count()})
-        old_lines = scoped(self.catalog.read(self.spark, "silver.fct_order_lines"), False).localCheckpoint()
-        old_orders = scoped(self.catalog.read(self.spark, "silver.fct_orders"), False).localCheckpoint()
-        old_q = {t: scoped(self.catalog.read(self.spark, f"quarantine.{t}"), nulls[t]).localCheckpoint()
-                 for t in FACTS}
+        lap("facts")
+        # the stored rows of the scope, the four tables at once
+        old = run_parallel({
+            "silver.fct_order_lines": lambda: scoped(self.catalog.read(self.spark, "silver.fct_order_lines"),
+                                                     False).localCheckpoint(),
+            "silver.fct_orders": lambda: scoped(self.catalog.read(self.spark, "silver.fct_orders"),
+                                                False).localCheckpoint(),
+            **{t: (lambda t=t: scoped(self.catalog.read(self.spark, f"quarantine.{t}"), nulls[t]).localCheckpoint())
+               for t in FACTS}}, self.threads)
+        old_lines, old_orders = old["silver.fct_order_lines"], old["silver.fct_orders"]
+        old_q = {t: old[t] for t in FACTS}
         # the reused-line rule needs, outside the scope, only the lines that share a detail id with the scope's
         others = self.catalog.read(self.spark, "silver.fct_order_lines").join(
             F.broadcast(fct_lines.select("order_detail_id").distinct()), "order_detail_id", "left_semi").join(
             F.broadcast(scope), "order_id", "left_anti")
+        lap("old_rows")
         self._reused_line_warning(fct_lines, others)
+        lap("reused_lines")
         # duplicates over the whole table: the earlier total, less the duplicates the scope's earlier rows held
         # (counted from bronze alone, so a run that failed after its commits cannot skew it), plus the scope's
-        prev = self._previous_dup_totals()
-        for t in FACTS:
+        def earlier_duplicates(t: str) -> int:
             cols = SOURCES[t].column_names
-            if self.src[t] != t:  # the scope's rows as the last run saw them: the image at its version
-                earlier = self._scoped_rows(t, scope, nulls[t], everything, self.consumed_versions[t])
+            if self.src[t] != t:  # the scope's rows as the last run saw them: the image less this run's events
+                earlier = self._scoped_rows(t, scope, nulls[t], everything, before=self.batches[t])
             elif self.batches[t]:
                 earlier = self.judged[t].where(~F.col("_batch_id").isin(self.batches[t]))
             else:
                 earlier = self.judged[t]
             # rows less distinct rows, in one job
-            before = int(earlier.groupBy(*cols).count().agg(F.sum(F.col("count") - 1)).collect()[0][0] or 0)
-            self.dup_totals[t] = prev.get(t, 0) - before + self.result.tables[t].duplicates_removed
+            return int(earlier.groupBy(*cols).count().agg(F.sum(F.col("count") - 1)).collect()[0][0] or 0)
+
+        counted = run_parallel({"previous": self._previous_dup_totals,
+                                **{t: (lambda t=t: earlier_duplicates(t)) for t in FACTS}}, self.threads)
+        for t in FACTS:
+            self.dup_totals[t] = counted["previous"].get(t, 0) - counted[t] + self.result.tables[t].duplicates_removed
+        lap("duplicates")
         months = (fct_lines.subtract(old_lines).unionByName(old_lines.subtract(fct_lines))
                   .select("order_month").distinct().collect())
         self.result.touched_months = sorted(r[0] for r in months if r[0] is not None)
+        lap("months")
         merges = run_parallel({
             "silver.fct_order_lines": lambda: self.catalog.merge_changes(
                 "silver.fct_order_lines", fct_lines, old_lines, FACT_KEY["order_details"]),
@@ -562,8 +617,10 @@ class SilverBuild:
         for name, m in merges.items():
             if m and m["version"] is not None:
                 self._written(name, m["upserts"] + m["deletes"])
+        lap("merges")
         if {"silver.fct_orders"} & set(self.result.changed):
-            self._dim_date()
+            self._dim_date(fct_orders, old_orders)
+        lap("dim_date")
 
     def _new_events(self, table: str, since: int):
         """The order ids (before and after the change) and micro-batches of the change events landed after
@@ -610,12 +667,10 @@ class SilverBuild:
         dq = self.catalog.read(self.spark, "ops.dq_results")
         if "duplicates_total" not in dq.columns:
             return {}
-        last = dq.where(F.col("duplicates_total").isNotNull()).orderBy(F.col("run_at").desc())
-        out = {}
-        for t in FACTS:
-            row = last.where(F.col("table") == t).select("duplicates_total").first()
-            out[t] = int(row[0]) if row else 0
-        return out
+        # the newest run's total of each table, in one job
+        rows = dq.where(F.col("duplicates_total").isNotNull() & F.col("table").isin(FACTS)).groupBy("table").agg(
+            F.max_by("duplicates_total", "run_at").alias("n")).collect()
+        return {t: 0 for t in FACTS} | {r["table"]: int(r["n"]) for r in rows}
 
     # checks and records ---------------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from apparel.cdc_events import event_type, parse
 from apparel.config import Settings
 from apparel.errors import AccountingError
 from apparel.locks import lakehouse_lock
+from apparel.runtime import Steps
 from apparel.schemas import STORE_TABLES
 
 FACT_TABLES = ("orders", "order_details")
@@ -149,11 +150,13 @@ class Stream:
         landed = f"cdc-{batch_id:010d}-{self.query_id[:8]}"
         app_id = f"apparel-cdc-{self.query_id}"
         records = records.persist()
+        steps = Steps()
         try:
             per_topic = {r["topic"]: (int(r["n"]), r["ts"]) for r in records.groupBy("topic").agg(
                 F.count(F.lit(1)).alias("n"), F.max("timestamp").alias("ts")).collect()}
             total = sum(n for n, _ in per_topic.values())
             heartbeat = per_topic.get(heartbeat_topic(self.settings))
+            steps.lap("read")
             events = {}
             for topic, table in self.topics.items():
                 if topic in per_topic:
@@ -162,6 +165,7 @@ class Stream:
                                                                            app_id, batch_id))
                                      for name in events}, 4)
             counts = {name: c["rows"] for name, c in appended.items()}
+            steps.lap("land")
             malformed, newest = 0, None
             if events:
                 stats = self.spark.createDataFrame([], "n BIGINT, ts TIMESTAMP")
@@ -174,20 +178,23 @@ class Stream:
             if sum(counts.values()) + hb != total:
                 raise AccountingError(f"stream batch {batch_id}: {total} Kafka records but {sum(counts.values())} "
                                       f"events landed ({counts}) + {hb} heartbeats")
+            steps.lap("account")
             silver_run, changed = None, []
             # a fresh start also catches up with events an earlier process landed but did not apply
             first = self.batches_done == 0 and not self.catalog.is_empty(self.spark, "bronze.cdc_orders")
             if any(t in events for t in FACT_TABLES) or first:
-                silver_run, changed = self._apply(started)
+                silver_run, changed = self._apply(started, steps)
             if events:
                 row = [(batch_id, landed, started, utcnow(), total, counts, hb, malformed, newest, silver_run,
                         changed)]
                 self._append(self.spark.createDataFrame(row, BATCHES_SCHEMA), "ops.stream_batches", app_id, batch_id)
+            steps.lap("record")
             self.batches_done += 1
             status = {"in_batch": False, "batch_id": batch_id, "finished_at": utcnow(), "alive_at": utcnow(),
                       "batch_seconds": round((utcnow() - started).total_seconds(), 2)}
             if events:
-                status.update(last_events=counts, last_events_batch=batch_id, last_malformed=malformed)
+                status.update(last_events=counts, last_events_batch=batch_id, last_malformed=malformed,
+                              last_seconds=steps.rounded())
             else:  # a batch with nothing to apply: the floor of a micro-batch (bench/stream_bench.py)
                 idle = read_status(self.settings).get("idle_batch_seconds", [])
                 status["idle_batch_seconds"] = (idle + [status["batch_seconds"]])[-200:]
@@ -201,7 +208,8 @@ class Stream:
                          + ", ".join(f"{k} {v}" for k, v in counts.items())
                          + (f", heartbeats {hb}" if hb else "") + (f", MALFORMED {malformed}" if malformed else "")
                          + (f"; silver changed {', '.join(changed)}" if changed else "")
-                         + f" ({status['batch_seconds']} s)")
+                         + f" ({status['batch_seconds']} s: "
+                         + ", ".join(f"{k} {v}" for k, v in steps.rounded().items()) + ")")
         finally:
             records.unpersist()
 
@@ -212,7 +220,7 @@ class Stream:
         commit = self.catalog.last_commit(self.spark, name)
         return commit
 
-    def _apply(self, now: datetime) -> tuple[str | None, list[str]]:
+    def _apply(self, now: datetime, steps: Steps) -> tuple[str | None, list[str]]:
         """Silver over the new events, then the live mart, under the writer lock."""
         from apparel.jobs.gold import refresh_live
         from apparel.jobs.silver import CONTRACT_ORDER, SilverBuild
@@ -224,9 +232,14 @@ class Stream:
             return None, []
         every = self.settings.stream.full_check_every
         with lakehouse_lock(self.settings, self.log, "stream"):
+            steps.lap("lock")
             result = SilverBuild(self.spark, self.settings, log=lambda m: None,
                                  whole_table_check=self.batches_done % every == 0).run()
+            for name, seconds in result.seconds.items():
+                steps.seconds[f"silver.{name}"] = seconds
+            steps.lap("silver")
             refresh_live(self.spark, self.catalog, self.settings.live_now)
+            steps.lap("live")
         return (result.run_id if result.mode != "unchanged" else None), result.changed
 
 
