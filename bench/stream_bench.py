@@ -56,12 +56,12 @@ def apparel(env: dict, *args: str, **kw) -> str:
 
 
 def status(env: dict) -> dict:
-    proc = subprocess.run([PY, "-m", "apparel.cli", "stream", "status", "--json"], env=env, cwd=ROOT,
-                          capture_output=True, text=True)
-    try:
-        return json.loads(proc.stdout)
-    except ValueError:
-        return {}
+    """`apparel stream status`, in this process: polling through a new Python process every second would take
+    CPU from the stream being measured."""
+    from apparel.config import load_settings
+    from apparel.stream import status as stream_status
+
+    return stream_status(load_settings(env=env.get("APPAREL_ENV"), environ=env))
 
 
 def caught_up(env: dict, timeout: float = 900) -> float:

@@ -123,23 +123,28 @@ class Story:
         return json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else {}
 
     def wait_caught_up(self) -> None:
-        """Until the stream has landed and applied everything Debezium put in Kafka for the fact tables."""
+        """Until the stream has landed and applied everything Debezium put in Kafka for the fact tables. Polls
+        cheaply (the status in-process: its file and Kafka's offsets) and counts Kafka's records and the landed
+        events only once no message is left: the waiting must not take the CPU the stream needs."""
+        from apparel.stream import status
+
         deadline = time.monotonic() + CATCH_UP
         want = None
         while time.monotonic() < deadline:
-            # Debezium needs a moment to publish the last commit: the topic's count stops moving
-            got = {t: self.kafka_records(t) for t in FACTS}
-            landed = {t: self.events(t).count() for t in FACTS}
-            st = self.status()
-            if got == want and landed == got and st.get("lag_messages") == 0 and st.get("running"):
-                seen = st.get("batch_id")
-                # one more batch finished after everything was landed: its silver step ran
-                while time.monotonic() < deadline:
-                    st = self.status()
-                    if st.get("batch_id") is not None and st["batch_id"] > seen and not st.get("in_batch"):
-                        return
-                    time.sleep(0.5)
-            want = got
+            st = status(self.on)
+            if st.get("lag_messages") == 0 and st.get("running"):
+                # Debezium needs a moment to publish the last commit: the topic's count stops moving
+                got = {t: self.kafka_records(t) for t in FACTS}
+                landed = {t: self.events(t).count() for t in FACTS}
+                if got == want and landed == got:
+                    seen = st.get("batch_id")
+                    # one more batch finished after everything was landed: its silver step ran
+                    while time.monotonic() < deadline:
+                        st = read_status(self.on)
+                        if st.get("batch_id") is not None and st["batch_id"] > seen and not st.get("in_batch"):
+                            return
+                        time.sleep(0.5)
+                want = got
             time.sleep(2)
         raise AssertionError(f"the stream did not catch up in {CATCH_UP} s: Kafka {want}, status {self.status()}; "
                              f"log:\n{(self.root / 'stream' / 'stream.log').read_text()[-3000:]}")

@@ -131,8 +131,11 @@ def _flag_counts(df, *flags: str) -> dict[str, int]:
 
 class SilverBuild:
     def __init__(self, spark, settings: Settings, run_date: date | None = None, log=print, run_id: str | None = None,
-                 full_refresh: bool = False, whole_table_check: bool = True):
+                 full_refresh: bool = False, whole_table_check: bool = True, alongside=None):
+        """``alongside``: a task run concurrently with the final checks and the ``ops`` records once the silver
+        tables are committed (the stream refreshes its live mart there); not run when nothing changed."""
         self.spark = spark
+        self.alongside = alongside
         self.settings = settings
         self.catalog = Catalog(settings)
         self.run_date = run_date or datetime.now(timezone.utc).date()
@@ -300,10 +303,18 @@ class SilverBuild:
         for table, r in self.result.tables.items():
             for kind, n in r.warnings.items():
                 self.log(f"  warning: {table}: {n:,} row(s) {kind}")
-        with self.step("check_totals"):
-            self.check_totals()
-        with self.step("record"):
-            self.record()
+
+        def finish() -> None:
+            with self.step("check_totals"):
+                self.check_totals()
+            with self.step("record"):
+                self.record()
+
+        def alongside() -> None:
+            with self.step("alongside"):
+                self.alongside()
+
+        run_parallel({"finish": finish, **({"alongside": alongside} if self.alongside else {})}, self.threads)
         return self.result
 
     # masters and dimensions (both modes) -------------------------------------------------------------

@@ -9,15 +9,16 @@ heartbeats) with ``read_committed`` (Kafka Connect writes them in transactions) 
 2. when orders or order lines changed, runs silver incrementally (:class:`apparel.jobs.silver.SilverBuild`)
    over the image of their events: the same contract, the same MERGEs as the batch, so an update or a delete
    changes ``fct_order_lines`` and a row that breaks the contract goes to quarantine with its reason;
-3. refreshes ``gold.dm_sales_live`` (per minute of today and yesterday) from ``fct_order_lines``.
+3. refreshes ``gold.dm_sales_live`` (per minute of today and yesterday) from ``fct_order_lines``, as soon as
+   silver has committed the facts (beside silver's own checks and ``ops`` records).
 
 Steps 2 and 3 hold the lakehouse's writer lock (:mod:`apparel.locks`). The monthly marts are left to the next
 batch run: the stream's silver runs are in ``ops.silver_runs`` with their touched months, which gold reads.
 Master tables' events are landed but not applied: their dimensions are SCD2 snapshots of the batch run.
 
-Each micro-batch is accounted for (Kafka records = events landed + heartbeats) in ``ops.stream_batches``, and
-its progress is written to ``<stream.state_dir>/status.json`` for ``apparel stream status``. The query
-restarts where its checkpoint (``stream.checkpoint``) says it stopped.
+Each micro-batch is accounted for (Kafka records = events landed + heartbeats) in ``ops.stream_batches``, and its
+progress, with the seconds each step took, is written to ``<stream.state_dir>/status.json`` for ``apparel stream
+status``. The query restarts where its checkpoint (``stream.checkpoint``) says it stopped.
 """
 
 from __future__ import annotations
@@ -214,11 +215,21 @@ class Stream:
             records.unpersist()
 
     def _append(self, df, name: str, app_id: str, batch_id: int) -> dict:
-        """Append as part of micro-batch ``batch_id``: Delta skips it if this query already wrote that batch."""
+        """Append as part of micro-batch ``batch_id``: Delta skips it if this query already wrote that batch.
+        Returns that batch's commit (``rows``: what it wrote), found by its tag even when the append was a
+        replay after a crash and other commits (an OPTIMIZE of ``apparel maintain``) came after it."""
+        from delta.tables import DeltaTable
+        from pyspark.sql import functions as F
+
+        tag = f"{app_id}-{name}:{batch_id}"
         (df.write.format("delta").mode("append").option("txnAppId", f"{app_id}-{name}")
-         .option("txnVersion", batch_id).save(self.catalog.path(name)))
-        commit = self.catalog.last_commit(self.spark, name)
-        return commit
+         .option("txnVersion", batch_id).option("userMetadata", tag).save(self.catalog.path(name)))
+        history = DeltaTable.forPath(self.spark, self.catalog.path(name)).history(20)
+        row = history.where(F.col("userMetadata") == tag).select("version", "operationMetrics").first()
+        if row is None:
+            raise AccountingError(f"{name}: no commit of stream batch {batch_id} among its last 20 versions")
+        metrics = dict(row["operationMetrics"] or {})
+        return {"version": int(row["version"]), "rows": int(metrics.get("numOutputRows", 0)), "metrics": metrics}
 
     def _apply(self, now: datetime, steps: Steps) -> tuple[str | None, list[str]]:
         """Silver over the new events, then the live mart, under the writer lock."""
@@ -231,15 +242,21 @@ class Stream:
             self.log(f"[stream] silver waits: bronze.{missing[0]} not landed yet (run the batch once: apparel run)")
             return None, []
         every = self.settings.stream.full_check_every
+        refreshed = []
+
+        def live() -> None:  # once the facts are committed, beside silver's own records
+            refresh_live(self.spark, self.catalog, self.settings.live_now)
+            refreshed.append(True)
+
         with lakehouse_lock(self.settings, self.log, "stream"):
             steps.lap("lock")
-            result = SilverBuild(self.spark, self.settings, log=lambda m: None,
+            result = SilverBuild(self.spark, self.settings, log=lambda m: None, alongside=live,
                                  whole_table_check=self.batches_done % every == 0).run()
             for name, seconds in result.seconds.items():
-                steps.seconds[f"silver.{name}"] = seconds
-            steps.lap("silver")
-            refresh_live(self.spark, self.catalog, self.settings.live_now)
-            steps.lap("live")
+                steps.seconds["live" if name == "alongside" else f"silver.{name}"] = seconds
+            if not refreshed:  # silver had nothing to do; the window may still have moved
+                live()
+            steps.lap("silver+live")
         return (result.run_id if result.mode != "unchanged" else None), result.changed
 
 
