@@ -8,10 +8,11 @@ rate, ``apparel simulate`` places orders for the duration (its log has each orde
 stream has caught up again:
 
 - **latency** per order: the micro-batch that landed its insert event (``bronze.cdc_orders._batch_id``) and the
-  time that batch finished, silver and the live mart included (``ops.stream_batches.finished_at``), minus the
-  order's commit time. Split into *pickup* (commit -> the batch started: Debezium, Kafka, the trigger wait) and
+  time that batch finished, the live mart included (``ops.stream_batches.finished_at``), minus the order's
+  commit time. Split into *pickup* (commit -> the batch started: Debezium, Kafka, the trigger wait) and
   *processing* (the batch's own time), and reported beside the reference measured in the same run: the
-  micro-batches that carried only heartbeats (Spark's floor for a batch that does nothing);
+  micro-batches that carried only heartbeats (Spark's floor for a batch that does nothing). Also the *silver*
+  latency: until the silver run that applied the batch recorded it (``ops.silver_batches.consumed_at``);
 - **lag**: the most messages the stream was behind while the simulator ran, and how long it needed to catch up
   after the simulator stopped (a rate is sustained when that stays within two micro-batches);
 - **memory**: the peak resident set (VmHWM) of the Kafka broker, Kafka Connect and the stream's JVM.
@@ -65,7 +66,10 @@ def status(env: dict) -> dict:
 
 
 def caught_up(env: dict, timeout: float = 900) -> float:
-    """Seconds until the stream has no message left and has finished one more micro-batch after that."""
+    """Seconds until the stream has no message left, has finished one more micro-batch after that, and silver
+    (behind the query) has applied every batch that landed."""
+    from apparel.jobs.stream import silver_caught_up
+
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         st = status(env)
@@ -75,7 +79,8 @@ def caught_up(env: dict, timeout: float = 900) -> float:
             seen = st.get("batch_id")
             while time.monotonic() - start < timeout:
                 st = status(env)
-                if st.get("batch_id") is not None and seen is not None and st["batch_id"] > seen:
+                if st.get("batch_id") is not None and seen is not None and st["batch_id"] > seen \
+                        and silver_caught_up(st):
                     return time.monotonic() - start
                 time.sleep(0.5)
         time.sleep(1)
@@ -182,9 +187,10 @@ def main() -> int:
                      f"{lat['p50']:.1f}", f"{lat['p95']:.1f}", f"{lat['max']:.1f}",
                      f"{lat['pickup_p50']:.1f}", f"{lat['proc_p50']:.1f}",
                      f"{lat['proc_p50'] / floor['p50']:.1f}x" if floor["p50"] else "-",
+                     f"{lat['silver_p50']:.1f}", f"{lat['silver_p95']:.1f}",
                      str(r["max_lag"]), f"{r['drain']:.0f}"])
     print_table(["rate/s", "achieved", "orders", "p50 s", "p95 s", "max s", "pickup p50", "batch p50",
-                 "batch/floor", "max lag msgs", "catch-up s"], rows)
+                 "batch/floor", "silver p50", "silver p95", "max lag msgs", "catch-up s"], rows)
     print("\npeak resident memory (VmHWM):")
     for name, kib in memory.items():
         print(f"  {name:<24} {mib(kib)}")
@@ -210,23 +216,30 @@ def measure(env: dict, results: list[dict]) -> dict:
         F.col("_key_after").alias("order_id"), "_batch_id")
     batches = catalog.read(spark, "ops.stream_batches").select(
         F.col("landed_batch").alias("_batch_id"), "started_at", "finished_at")
-    seen = {r["order_id"]: (r["started_at"], r["finished_at"])
-            for r in events.join(batches, "_batch_id").collect()}
+    # silver applies a batch in a run of its own, later: when that run recorded it
+    applied = catalog.read(spark, "ops.silver_batches").where(F.col("table") == "cdc_orders").select(
+        "batch_id", "consumed_at").withColumnRenamed("batch_id", "_batch_id")
+    seen = {r["order_id"]: (r["started_at"], r["finished_at"], r["consumed_at"])
+            for r in events.join(batches, "_batch_id").join(applied, "_batch_id", "left").collect()}
     out = {}
     for r in results:
-        total, pickup, proc = [], [], []
+        total, pickup, proc, silver = [], [], [], []
         for line in r["log"].read_text().splitlines():
             entry = json.loads(line)
             if entry["action"] != "order" or entry["order_id"] not in seen:
                 continue
             committed = datetime.fromisoformat(entry["committed_at"]).astimezone(timezone.utc).replace(tzinfo=None)
-            started, finished = seen[entry["order_id"]]
+            started, finished, consumed = seen[entry["order_id"]]
             total.append((finished - committed).total_seconds())
             pickup.append((started - committed).total_seconds())
             proc.append((finished - started).total_seconds())
+            if consumed is not None:
+                silver.append((consumed - committed).total_seconds())
         out[r["rate"]] = {"n": len(total), "p50": statistics.median(total), "p95": pct(total, 95),
                           "max": max(total), "pickup_p50": statistics.median(pickup),
-                          "proc_p50": statistics.median(proc)}
+                          "proc_p50": statistics.median(proc),
+                          "silver_p50": statistics.median(silver) if silver else float("nan"),
+                          "silver_p95": pct(silver, 95) if silver else float("nan")}
     st = json.loads((Path(env["APPAREL_STREAM_STATE_DIR"]) / "status.json").read_text())
     idle = [float(x) for x in st.get("idle_batch_seconds", [])]
     out["floor"] = {"p50": statistics.median(idle) if idle else 0.0, "p95": pct(idle, 95) if idle else 0.0}

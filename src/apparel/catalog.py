@@ -205,12 +205,25 @@ class Catalog:
         number of rows it wrote."""
         from delta.tables import DeltaTable
 
-        row = DeltaTable.forPath(spark, self.path(name)).history(1).collect()[0]
-        metrics = dict(row["operationMetrics"] or {})
-        return {
-            "version": int(row["version"]),
-            "operation": row["operation"],
-            "metrics": metrics,
-            "rows": int(metrics.get("numOutputRows", 0)),
-            "timestamp": row["timestamp"],
-        }
+        return _commit(DeltaTable.forPath(spark, self.path(name)).history(1).collect()[0])
+
+    def tagged_commit(self, spark, name: str, tag: str, within: int = 20) -> dict | None:
+        """The commit whose ``userMetadata`` is ``tag`` among the table's last ``within`` (as :meth:`last_commit`
+        describes it), or None."""
+        from delta.tables import DeltaTable
+        from pyspark.sql import functions as F
+
+        row = DeltaTable.forPath(spark, self.path(name)).history(within).where(F.col("userMetadata") == tag).first()
+        return None if row is None else _commit(row)
+
+
+def _commit(row) -> dict:
+    """A row of Delta's history as ``{"version", "operation", "metrics", "rows", "timestamp"}``."""
+    metrics = dict(row["operationMetrics"] or {})
+    return {
+        "version": int(row["version"]),
+        "operation": row["operation"],
+        "metrics": metrics,
+        "rows": int(metrics.get("numOutputRows", 0)),
+        "timestamp": row["timestamp"],
+    }

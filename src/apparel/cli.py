@@ -234,6 +234,9 @@ def cmd_stream(args) -> int:
             print("  its steps     " + ", ".join(f"{k} {v} s" for k, v in st["last_seconds"].items()))
         print(f"  lag           {st['lag_messages']} message(s), {st['lag_seconds']} s since the newest event"
               + (f" ({st['lag_error']})" if st.get("lag_error") else ""))
+        print(f"  silver        applied up to batch {st['silver_upto']} at {st['silver_finished_at']} "
+              f"({st['silver_seconds']} s){'; a run is under way' if st.get('silver_running') else ''}"
+              + (f"; FAILED: {st['silver_error']}" if st.get("silver_error") else ""))
         print(f"  checkpoint    {st['checkpoint']}")
         print(f"  log           {st['log']}")
     return 0 if st["running"] else 3

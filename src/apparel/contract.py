@@ -96,6 +96,13 @@ def flag_missing_orders(lines: DataFrame, valid_orders: DataFrame) -> DataFrame:
         .otherwise(F.col("_reason"))).drop("_known_order")
 
 
+def judged(rows: DataFrame, table: SourceTable, valid_orders: DataFrame | None = None) -> DataFrame:
+    """Rules 1-7 over bronze rows of one table: de-duplicated rows with ``_reason`` (null: the row passes) and
+    ``_copies``. ``valid_orders``: the surviving orders, for order lines (rule 7)."""
+    classified = classify(deduplicate(rows, table.column_names), table)
+    return flag_missing_orders(classified, valid_orders) if valid_orders is not None else classified
+
+
 def reused_line_ids(valid_lines: DataFrame) -> DataFrame:
     """Valid lines with ``_reused_line_id``: their order_detail_id also appears in another order."""
     orders_per_id = F.size(F.collect_set("order_id").over(Window.partitionBy("order_detail_id")))

@@ -239,6 +239,11 @@ FCT_ORDER_LINES_COLUMNS = ["order_detail_id", "order_id", "order_date", "date_ke
                            "line_revenue", "order_month"]
 
 
+def line_revenue() -> Column:
+    """A fact line's revenue: quantity times the item price."""
+    return F.col("qty") * F.col("item_price")
+
+
 def build_fct_order_lines(lines: DataFrame, resolved_orders: DataFrame, dim_product: DataFrame) -> DataFrame:
     """Valid lines joined to their (resolved) order; ``_orphan_product`` marks an unknown product."""
     o = resolved_orders.select("order_id", "order_date", "date_key", "customer_key", "customer_id",
@@ -247,7 +252,7 @@ def build_fct_order_lines(lines: DataFrame, resolved_orders: DataFrame, dim_prod
     joined = resolve_version(joined, dim_product, "product_id", "product_key")
     return joined.select(
         *[c for c in FCT_ORDER_LINES_COLUMNS if c not in ("line_revenue", "order_month")],
-        (F.col("qty") * F.col("item_price")).alias("line_revenue"),
+        line_revenue().alias("line_revenue"),
         F.trunc(F.to_date("order_date"), "month").alias("order_month"),
         (F.col("product_key") == UNKNOWN_KEY).alias("_orphan_product"),
     )

@@ -148,6 +148,11 @@ def status(settings: Settings) -> dict:
            "batch_finished_at": st.get("finished_at"), "batch_seconds": st.get("batch_seconds"),
            "last_events": st.get("last_events"), "last_events_batch": st.get("last_events_batch"),
            "last_seconds": st.get("last_seconds"),
+           # silver runs behind the query (apparel.jobs.stream): the last micro-batch it has applied
+           "facts_batch": st.get("facts_batch"),
+           "silver_upto": st.get("silver_upto"), "silver_running": bool(st.get("silver_running")),
+           "silver_finished_at": st.get("silver_finished_at"), "silver_seconds": st.get("silver_seconds"),
+           "silver_error": st.get("silver_error"),
            "checkpoint": settings.stream.checkpoint, "log": str(log_file(settings))}
     topics = capture_topics(settings)
     try:

@@ -66,3 +66,91 @@ def test_refresh_live_creates_then_merges_only_what_changed(spark, tmp_path):
         (datetime(2024, 3, 1, 8, 30), 2, 3, 110, 1),
         (datetime(2024, 3, 2, 7, 0), 2, 4, 100, 2),
     ], LIVE_DDL))
+
+
+# --- the stream's fast lane: events silver has not applied yet, judged by the contract (apparel.jobs.live) -------
+
+NOW = datetime(2026, 11, 28, 12, 0)  # window from 2026-11-27 00:00
+EPOCH = datetime(1970, 1, 1)
+
+
+def _micros(t: datetime) -> int:
+    return int((t - EPOCH).total_seconds() * 1_000_000)
+
+
+def _order(order_id, when, customer_id):
+    return {"order_id": order_id, "order_date": _micros(when), "customer_id": customer_id, "province_id": 1,
+            "city_id": 2}
+
+
+def _line(detail_id, order_id, qty, price, sales=None):
+    return {"order_detail_id": detail_id, "order_id": order_id, "product_id": 5, "qty": qty, "item_price": price,
+            "unit_sales": qty * price if sales is None else sales}
+
+
+def _land(spark, catalog, table, changes, batch):
+    """Append Debezium events (op, before, after) to bronze.cdc_<table> as the stream does, at the topic's next
+    offsets; returns the table's version."""
+    import json
+
+    from apparel.cdc_events import parse
+    from apparel.schemas import SOURCES
+
+    first = catalog.read(spark, f"bronze.cdc_{table}").count()
+    values = [json.dumps({"op": op, "before": b, "after": a,
+                          "source": {"lsn": 100 + i, "txId": 1, "ts_us": _micros(NOW), "snapshot": "false"}})
+              for i, (op, b, a) in enumerate(changes)]
+    records = spark.createDataFrame([(None, bytearray(v.encode()), f"t.public.{table}", 0, first + i)
+                                     for i, v in enumerate(values)],
+                                    "key BINARY, value BINARY, topic STRING, partition INT, offset BIGINT")
+    parse(records, SOURCES[table], batch, NOW).write.format("delta").mode("append").save(
+        catalog.path(f"bronze.cdc_{table}"))
+    return catalog.version(spark, f"bronze.cdc_{table}")
+
+
+def test_the_fast_lane_counts_pending_events_as_silver_will(spark, tmp_path):
+    from apparel.jobs.live import pending
+    from apparel.jobs.stream import Stream
+
+    settings = settings_in(tmp_path)
+    catalog = Catalog(settings)
+    Stream(spark, settings, log=lambda m: None).ensure_tables()  # the events tables, change data feed on
+    t1, t2, t3, t4 = (datetime(2026, 11, 28, 9, 30, 10), datetime(2026, 11, 28, 9, 30, 40),
+                      datetime(2026, 11, 28, 10, 0), datetime(2026, 11, 28, 11, 15, 5))
+    # what silver applied: three orders, four lines (snapshot reads), and the facts it stored from them
+    o1, o2, o3 = _order(1, t1, 7), _order(2, t2, 8), _order(3, t3, 7)
+    l11, l12, l21, l31 = _line(11, 1, 2, 100), _line(12, 1, 1, 50), _line(21, 2, 1, 30), _line(31, 3, 3, 10)
+    consumed = {"orders": _land(spark, catalog, "orders", [("r", None, o) for o in (o1, o2, o3)], "b0"),
+                "order_details": _land(spark, catalog, "order_details",
+                                       [("r", None, x) for x in (l11, l12, l21, l31)], "b0")}
+    catalog.overwrite(lines(spark, [(1, t1, 7, 2, 200), (1, t1, 7, 1, 50), (2, t2, 8, 1, 30), (3, t3, 7, 3, 30)]),
+                      "silver.fct_order_lines", partition_by=["order_month"])
+    refresh_live(spark, catalog, NOW)
+    assertDataFrameEqual(catalog.read(spark, "gold.dm_sales_live"), spark.createDataFrame([
+        (datetime(2026, 11, 28, 9, 30), 2, 4, 280, 2), (datetime(2026, 11, 28, 10, 0), 1, 3, 30, 1)], LIVE_DDL))
+
+    # landed since: line 12's quantity 1 -> 4, line 21 deleted (order 2 is left without lines), a new order 4
+    # with a good line and one of quantity 0, a line whose amount does not match, a line of an unknown order
+    o4 = _order(4, t4, 9)
+    versions = {"orders": _land(spark, catalog, "orders", [("c", None, o4)], "b1"),
+                "order_details": _land(spark, catalog, "order_details", [
+                    ("u", l12, _line(12, 1, 4, 50)), ("d", l21, None), ("c", None, _line(41, 4, 2, 25)),
+                    ("c", None, _line(42, 4, 0, 25)), ("c", None, _line(13, 1, 1, 10, sales=11)),
+                    ("c", None, _line(51, 5, 1, 10))], "b1")}
+    ahead = pending(spark, catalog, consumed, versions)
+    assert sorted(r[0] for r in ahead.scope.collect()) == [1, 2, 4, 5]
+    merged = refresh_live(spark, catalog, NOW, ahead, touched_only=True)
+    # 09:30: order 1 alone (2 x 100 + 4 x 50); 10:00 untouched; 11:15: order 4's valid line (2 x 25)
+    expected = spark.createDataFrame([
+        (datetime(2026, 11, 28, 9, 30), 1, 6, 400, 1), (datetime(2026, 11, 28, 10, 0), 1, 3, 30, 1),
+        (datetime(2026, 11, 28, 11, 15), 1, 2, 50, 1)], LIVE_DDL)
+    assertDataFrameEqual(catalog.read(spark, "gold.dm_sales_live"), expected)
+    m = merged["metrics"]
+    assert [int(m[f"numTargetRows{k}"]) for k in ("Updated", "Inserted", "Deleted")] == [1, 1, 0]
+
+    # silver catches up: its facts now hold those lines and it consumed those versions; the figures stay
+    catalog.overwrite(lines(spark, [(1, t1, 7, 2, 200), (1, t1, 7, 4, 200), (3, t3, 7, 3, 30), (4, t4, 9, 2, 50)]),
+                      "silver.fct_order_lines", partition_by=["order_month"])
+    assert pending(spark, catalog, versions) is None
+    assert refresh_live(spark, catalog, NOW)["version"] is None
+    assertDataFrameEqual(catalog.read(spark, "gold.dm_sales_live"), expected)

@@ -37,7 +37,7 @@ from pyspark.testing import assertDataFrameEqual
 
 from apparel.catalog import TABLES, Catalog
 from apparel.config import PROJECT_ROOT, load_settings
-from apparel.jobs.stream import read_status
+from apparel.jobs.stream import read_status, silver_caught_up
 from apparel.pipeline import run_layers
 from apparel.schemas import SOURCES
 from apparel.seed import seed_generated
@@ -137,11 +137,10 @@ class Story:
                 got = {t: self.kafka_records(t) for t in FACTS}
                 landed = {t: self.events(t).count() for t in FACTS}
                 if got == want and landed == got:
-                    seen = st.get("batch_id")
-                    # one more batch finished after everything was landed: its silver step ran
+                    # silver (which runs behind the query) has applied the last batch that landed events
                     while time.monotonic() < deadline:
                         st = read_status(self.on)
-                        if st.get("batch_id") is not None and st["batch_id"] > seen and not st.get("in_batch"):
+                        if silver_caught_up(st):
                             return
                         time.sleep(0.5)
                 want = got

@@ -18,7 +18,10 @@ A full silver run, a missing mart, or ``full_refresh`` rewrites every mart.
 
 **The live mart.** Whenever gold has work to do (or ``dm_sales_live`` does not exist yet), :func:`refresh_live`
 recomputes its window (the current and the previous day of ``stream.live_now``) and merges it in: minutes that
-left the window are deleted, unchanged minutes are not rewritten. The stream calls :func:`refresh_live` too.
+left the window are deleted, unchanged minutes are not rewritten. With change data capture on, the orders whose
+change events silver has not applied yet count as the contract judges them now (:mod:`apparel.jobs.live`), as in
+the stream, which calls :func:`refresh_live` after every micro-batch (for the minutes it touched) and after each
+of its silver runs (the whole window).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from apparel.catalog import Catalog, run_parallel
 from apparel.config import Settings
 from apparel.errors import SourceError
 from apparel.gold import build_marts, dm_sales_live, live_window_start
+from apparel.jobs.live import FACTS, consumed_versions, pending
 from apparel.locks import lakehouse_lock
 from apparel.runtime import new_batch_id, run_job
 
@@ -81,16 +85,33 @@ def plan(silver_runs: list[dict], full: bool) -> dict[str, object]:
     return out
 
 
-def refresh_live(spark, catalog: Catalog, now: datetime) -> dict:
+def refresh_live(spark, catalog: Catalog, now: datetime, pending=None, touched_only: bool = False) -> dict:
     """Recompute ``gold.dm_sales_live`` for the window of ``now`` from ``silver.fct_order_lines`` (reading only
     the ``order_month`` partitions from the window's start on) and apply it: one MERGE of what differs from the
     table's rows (minutes that left the window deleted; nothing different, no commit), or, on first use, the
-    table created with the window's rows. Returns ``{"upserts", "deletes", "version", "metrics"}``."""
+    table created with the window's rows. Returns ``{"upserts", "deletes", "version", "metrics"}``.
+
+    ``pending`` (:class:`apparel.jobs.live.Pending`): the orders whose change events silver has not applied yet
+    replace theirs in the fact lines. ``touched_only``: only the minutes those orders' lines fall in, stored or
+    pending, are recomputed (the stream's fast lane; minutes that left the window wait for a whole refresh)."""
     from pyspark.sql import functions as F
+
+    from apparel.jobs.live import LIVE_COLUMNS
 
     start = live_window_start(now)
     lines = catalog.read(spark, "silver.fct_order_lines").where(
         F.col("order_month") >= F.lit(start.date().replace(day=1)))
+    if pending is not None:
+        lines = lines.select(*LIVE_COLUMNS)
+        stored = lines.join(F.broadcast(pending.scope), "order_id", "left_semi")
+        lines = lines.join(F.broadcast(pending.scope), "order_id", "left_anti").unionByName(pending.lines)
+    if pending is not None and touched_only and catalog.exists(spark, LIVE):
+        minute = F.date_trunc("minute", "order_date").alias("minute")
+        minutes = stored.select(minute).unionByName(pending.lines.select(minute)).distinct().localCheckpoint()
+        new = dm_sales_live(lines.join(F.broadcast(minutes), F.date_trunc("minute", "order_date")
+                                       == minutes["minute"], "left_semi"), start)
+        old = catalog.read(spark, LIVE).join(F.broadcast(minutes), "minute", "left_semi")
+        return catalog.merge_changes(LIVE, new, old, key=["minute"])
     new = dm_sales_live(lines, start)
     if not catalog.exists(spark, LIVE):
         commit = catalog.overwrite(new, LIVE)
@@ -167,7 +188,12 @@ class GoldBuild:
         """:func:`refresh_live` at ``stream.live_now``; adds the rows it upserted and deleted to ``written`` when
         it committed."""
         now = self.settings.live_now
-        live = refresh_live(self.spark, self.catalog, now)
+        with lakehouse_lock(self.settings, self.log, "gold", part="live"):
+            # with change data capture on, the events silver has not applied yet count too (as in the stream)
+            ahead = None
+            if self.settings.cdc.enabled and all(self.catalog.exists(self.spark, f"bronze.cdc_{t}") for t in FACTS):
+                ahead = pending(self.spark, self.catalog, consumed_versions(self.spark, self.catalog))
+            live = refresh_live(self.spark, self.catalog, now, ahead)
         if live["version"] is None:
             self.log(f"  {LIVE:<33} unchanged (window from {live_window_start(now)})")
             return written

@@ -49,7 +49,7 @@ from apparel.contract import (
     TableResult,
     classify,
     deduplicate,
-    flag_missing_orders,
+    judged,
     quarantine_rows,
     reused_line_ids,
     valid_rows,
@@ -119,6 +119,17 @@ class Consumed:
     """What earlier silver runs consumed of one bronze table."""
     version: int
     batches: set[str]
+
+
+def consumed_batches(spark, catalog: Catalog) -> dict[str, Consumed]:
+    """Per bronze table: the version and the batches earlier silver runs consumed (empty: never ran)."""
+    from pyspark.sql import functions as F
+
+    if not catalog.exists(spark, "ops.silver_batches"):
+        return {}
+    rows = catalog.read(spark, "ops.silver_batches").groupBy("table").agg(
+        F.max("bronze_version").alias("v"), F.collect_set("batch_id").alias("b")).collect()
+    return {r["table"]: Consumed(int(r["v"]), set(r["b"])) for r in rows}
 
 
 def _flag_counts(df, *flags: str) -> dict[str, int]:
@@ -205,14 +216,7 @@ class SilverBuild:
         return self.catalog.read(self.spark, name) if self.catalog.exists(self.spark, name) else None
 
     def consumed(self) -> dict[str, Consumed]:
-        """Per bronze table: the version and the batches earlier silver runs consumed (empty: never ran)."""
-        from pyspark.sql import functions as F
-
-        if not self.catalog.exists(self.spark, "ops.silver_batches"):
-            return {}
-        rows = self.catalog.read(self.spark, "ops.silver_batches").groupBy("table").agg(
-            F.max("bronze_version").alias("v"), F.collect_set("batch_id").alias("b")).collect()
-        return {r["table"]: Consumed(int(r["v"]), set(r["b"])) for r in rows}
+        return consumed_batches(self.spark, self.catalog)
 
     # the contract -----------------------------------------------------------------------------------
 
@@ -226,10 +230,7 @@ class SilverBuild:
             rows = rows.localCheckpoint()
             self.judged[table] = rows
         res = TableResult(table, rows_read=rows.count())
-        classified = classify(deduplicate(rows, src.column_names), src)
-        if valid_orders is not None:
-            classified = flag_missing_orders(classified, valid_orders)
-        classified = classified.localCheckpoint()
+        classified = judged(rows, src, valid_orders).localCheckpoint()
         counts = classified.groupBy("_reason").agg(F.count(F.lit(1)).alias("n"),
                                                    F.sum(F.col("_copies") - 1).alias("dups")).collect()
         by_reason = {r["_reason"]: int(r["n"]) for r in counts}

@@ -1,24 +1,32 @@
-"""The stream: Kafka change events -> ``bronze.cdc_<table>`` -> silver -> ``gold.dm_sales_live``, continuously.
+"""The stream: Kafka change events -> ``bronze.cdc_<table>`` -> ``gold.dm_sales_live`` at once, and silver behind.
 
 A Spark Structured Streaming query reads the connector's topics (one per store table, plus Debezium's
-heartbeats) with ``read_committed`` (Kafka Connect writes them in transactions) and, per micro-batch:
+heartbeats) with ``read_committed`` (Kafka Connect writes them in transactions) and, per micro-batch (the fast
+lane, a few seconds):
 
 1. appends each table's events to ``bronze.cdc_<table>`` (:mod:`apparel.cdc_events`), idempotently: each
    append carries the query's id and the batch id (Delta ``txnAppId``/``txnVersion``), so a batch replayed
    after a crash lands nothing twice;
-2. when orders or order lines changed, runs silver incrementally (:class:`apparel.jobs.silver.SilverBuild`)
-   over the image of their events: the same contract, the same MERGEs as the batch, so an update or a delete
-   changes ``fct_order_lines`` and a row that breaks the contract goes to quarantine with its reason;
-3. refreshes ``gold.dm_sales_live`` (per minute of today and yesterday) from ``fct_order_lines``, as soon as
-   silver has committed the facts (beside silver's own checks and ``ops`` records).
+2. when orders or order lines changed, refreshes ``gold.dm_sales_live`` for the minutes they touch: silver's
+   fact lines with the orders whose events silver has not applied yet judged by the contract now
+   (:mod:`apparel.jobs.live`), under the live mart's lock;
+3. accounts for the batch (Kafka records = events landed + heartbeats) in ``ops.stream_batches``.
 
-Steps 2 and 3 hold the lakehouse's writer lock (:mod:`apparel.locks`). The monthly marts are left to the next
-batch run: the stream's silver runs are in ``ops.silver_runs`` with their touched months, which gold reads.
-Master tables' events are landed but not applied: their dimensions are SCD2 snapshots of the batch run.
+Silver follows in a thread of its own (:meth:`Stream._follow`): whenever events landed, it runs silver
+incrementally (:class:`apparel.jobs.silver.SilverBuild`) over the events since its last run (the same contract,
+the same MERGEs as the batch, so an update or a delete changes ``fct_order_lines`` and a row that breaks the
+contract goes to quarantine with its reason), then refreshes the live mart's whole window (minutes that left it
+are deleted). It holds the lakehouse's writer lock (:mod:`apparel.locks`) meanwhile; the fast lane does not wait
+for it. Since the overlay is judged by silver's rules, the live figures do not move when silver catches up. A
+silver run that fails stops the stream (its error in the log); the next start catches up.
 
-Each micro-batch is accounted for (Kafka records = events landed + heartbeats) in ``ops.stream_batches``, and its
-progress, with the seconds each step took, is written to ``<stream.state_dir>/status.json`` for ``apparel stream
-status``. The query restarts where its checkpoint (``stream.checkpoint``) says it stopped.
+The monthly marts are left to the next batch run: the stream's silver runs are in ``ops.silver_runs`` with their
+touched months, which gold reads. Master tables' events are landed but not applied: their dimensions are SCD2
+snapshots of the batch run.
+
+The progress, with the seconds each step took, is written to ``<stream.state_dir>/status.json`` for ``apparel
+stream status`` (``silver_upto``: the last micro-batch silver has applied). The query restarts where its
+checkpoint (``stream.checkpoint``) says it stopped.
 """
 
 from __future__ import annotations
@@ -35,6 +43,8 @@ from apparel.cdc import heartbeat_topic, topics
 from apparel.cdc_events import event_type, parse
 from apparel.config import Settings
 from apparel.errors import AccountingError
+from apparel.jobs.gold import refresh_live
+from apparel.jobs.live import consumed_versions, pending
 from apparel.locks import lakehouse_lock
 from apparel.runtime import Steps
 from apparel.schemas import STORE_TABLES
@@ -42,7 +52,7 @@ from apparel.schemas import STORE_TABLES
 FACT_TABLES = ("orders", "order_details")
 BATCHES_SCHEMA = ("batch_id BIGINT, landed_batch STRING, started_at TIMESTAMP, finished_at TIMESTAMP, "
                   "records BIGINT, events MAP<STRING, BIGINT>, heartbeats BIGINT, malformed BIGINT, "
-                  "newest_commit_ts TIMESTAMP, silver_run STRING, silver_changed ARRAY<STRING>")
+                  "newest_commit_ts TIMESTAMP")
 
 
 def utcnow() -> datetime:
@@ -53,15 +63,19 @@ def state_dir(settings: Settings) -> Path:
     return Path(settings.stream.state_dir)
 
 
+_status_lock = threading.Lock()  # the query's thread and silver's both write the status
+
+
 def write_status(settings: Settings, **fields) -> dict:
     """Merge ``fields`` into status.json, atomically (a reader never sees half a file)."""
     path = state_dir(settings) / "status.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    status = read_status(settings)
-    status.update(fields)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(status, default=str, indent=1))
-    os.replace(tmp, path)
+    with _status_lock:
+        status = read_status(settings)
+        status.update(fields)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(status, default=str, indent=1))
+        os.replace(tmp, path)
     return status
 
 
@@ -71,6 +85,13 @@ def read_status(settings: Settings) -> dict:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+
+
+def silver_caught_up(status: dict) -> bool:
+    """Whether silver has applied every micro-batch that landed order or order-line events (``status``: what
+    :func:`read_status` returns)."""
+    facts, upto = status.get("facts_batch"), status.get("silver_upto")
+    return not status.get("silver_running") and (facts is None or (upto is not None and upto >= facts))
 
 
 class Stream:
@@ -85,6 +106,13 @@ class Stream:
         self.started = threading.Event()
         self.stopping = False
         self.batches_done = 0
+        # silver's thread: woken when fact events landed; the last micro-batch they came in; its failure
+        self.wake = threading.Event()
+        self.landed_upto: int | None = None
+        self.silver_runs = 0
+        self.silver_error: BaseException | None = None
+        self.follower: threading.Thread | None = None
+        self.consumed: dict[str, int] = {}  # the events' versions silver has applied (apparel.jobs.live)
 
     def ensure_tables(self) -> None:
         """Create the events tables (with Delta's change data feed, which silver reads) and
@@ -100,6 +128,13 @@ class Stream:
     def start(self):
         cdc, stream = self.settings.cdc, self.settings.stream
         self.ensure_tables()
+        self.consumed = consumed_versions(self.spark, self.catalog)
+        self.landed_upto = read_status(self.settings).get("facts_batch")
+        # a fresh start also catches up with events an earlier process landed but did not apply
+        if not self.catalog.is_empty(self.spark, "bronze.cdc_orders"):
+            self.wake.set()
+        self.follower = threading.Thread(target=self._follow, name="apparel-silver", daemon=True)
+        self.follower.start()
         reader = (self.spark.readStream.format("kafka")
                   .option("kafka.bootstrap.servers", cdc.kafka_bootstrap)
                   .option("subscribe", ",".join(topics(self.settings)))
@@ -115,7 +150,7 @@ class Stream:
         self.query_id = str(self.query.id)
         self.started.set()
         write_status(self.settings, query_id=self.query_id, pid=os.getpid(), started_at=utcnow(), running=True,
-                     checkpoint=stream.checkpoint, trigger=stream.trigger, in_batch=False)
+                     checkpoint=stream.checkpoint, trigger=stream.trigger, in_batch=False, silver_error=None)
         self.log(f"[stream] query {self.query_id} started: topics {cdc.topic_prefix}.public.*, trigger "
                  f"{stream.trigger}, checkpoint {stream.checkpoint}")
         return self.query
@@ -129,15 +164,21 @@ class Stream:
         signal.signal(signal.SIGINT, stop)
         query = self.start()
         try:
-            while query.isActive and not self.stopping:
+            while query.isActive and not self.stopping and self.silver_error is None:
                 query.awaitTermination(1)
         finally:
             if query.isActive:
                 self.log("[stream] stopping")
                 query.stop()
-            write_status(self.settings, running=False, stopped_at=utcnow(), in_batch=False)
+            self.stopping = True
+            if self.follower is not None:  # a silver run under way finishes (or the stop's timeout kills it)
+                self.wake.set()
+                self.follower.join(75)
+            write_status(self.settings, running=False, stopped_at=utcnow(), in_batch=False, silver_running=False)
         if query.exception() is not None:
             raise RuntimeError(f"the streaming query failed: {query.exception()}")
+        if self.silver_error is not None:
+            raise RuntimeError(f"silver failed: {self.silver_error}") from self.silver_error
         self.log("[stream] stopped")
 
     # one micro-batch ------------------------------------------------------------------------------------
@@ -180,14 +221,12 @@ class Stream:
                 raise AccountingError(f"stream batch {batch_id}: {total} Kafka records but {sum(counts.values())} "
                                       f"events landed ({counts}) + {hb} heartbeats")
             steps.lap("account")
-            silver_run, changed = None, []
-            # a fresh start also catches up with events an earlier process landed but did not apply
-            first = self.batches_done == 0 and not self.catalog.is_empty(self.spark, "bronze.cdc_orders")
-            if any(t in events for t in FACT_TABLES) or first:
-                silver_run, changed = self._apply(started, steps)
+            if any(t in events for t in FACT_TABLES):
+                self._live(steps, {t: appended[t]["version"] for t in FACT_TABLES if t in appended})
+                self.landed_upto = batch_id
+                self.wake.set()
             if events:
-                row = [(batch_id, landed, started, utcnow(), total, counts, hb, malformed, newest, silver_run,
-                        changed)]
+                row = [(batch_id, landed, started, utcnow(), total, counts, hb, malformed, newest)]
                 self._append(self.spark.createDataFrame(row, BATCHES_SCHEMA), "ops.stream_batches", app_id, batch_id)
             steps.lap("record")
             self.batches_done += 1
@@ -196,6 +235,8 @@ class Stream:
             if events:
                 status.update(last_events=counts, last_events_batch=batch_id, last_malformed=malformed,
                               last_seconds=steps.rounded())
+            if any(t in events for t in FACT_TABLES):
+                status["facts_batch"] = batch_id
             else:  # a batch with nothing to apply: the floor of a micro-batch (bench/stream_bench.py)
                 idle = read_status(self.settings).get("idle_batch_seconds", [])
                 status["idle_batch_seconds"] = (idle + [status["batch_seconds"]])[-200:]
@@ -208,7 +249,6 @@ class Stream:
                 self.log(f"[stream] batch {batch_id}: {total} record(s): "
                          + ", ".join(f"{k} {v}" for k, v in counts.items())
                          + (f", heartbeats {hb}" if hb else "") + (f", MALFORMED {malformed}" if malformed else "")
-                         + (f"; silver changed {', '.join(changed)}" if changed else "")
                          + f" ({status['batch_seconds']} s: "
                          + ", ".join(f"{k} {v}" for k, v in steps.rounded().items()) + ")")
         finally:
@@ -218,46 +258,92 @@ class Stream:
         """Append as part of micro-batch ``batch_id``: Delta skips it if this query already wrote that batch.
         Returns that batch's commit (``rows``: what it wrote), found by its tag even when the append was a
         replay after a crash and other commits (an OPTIMIZE of ``apparel maintain``) came after it."""
-        from delta.tables import DeltaTable
-        from pyspark.sql import functions as F
-
         tag = f"{app_id}-{name}:{batch_id}"
         (df.write.format("delta").mode("append").option("txnAppId", f"{app_id}-{name}")
          .option("txnVersion", batch_id).option("userMetadata", tag).save(self.catalog.path(name)))
-        history = DeltaTable.forPath(self.spark, self.catalog.path(name)).history(20)
-        row = history.where(F.col("userMetadata") == tag).select("version", "operationMetrics").first()
-        if row is None:
+        commit = self.catalog.tagged_commit(self.spark, name, tag, within=20)
+        if commit is None:
             raise AccountingError(f"{name}: no commit of stream batch {batch_id} among its last 20 versions")
-        metrics = dict(row["operationMetrics"] or {})
-        return {"version": int(row["version"]), "rows": int(metrics.get("numOutputRows", 0)), "metrics": metrics}
+        return commit
 
-    def _apply(self, now: datetime, steps: Steps) -> tuple[str | None, list[str]]:
-        """Silver over the new events, then the live mart, under the writer lock."""
-        from apparel.jobs.gold import refresh_live
+    def _live(self, steps: Steps, landed: dict[str, int]) -> None:
+        """The fast lane: ``gold.dm_sales_live`` for the minutes of the orders silver has not caught up with,
+        the events just landed (``landed``: the version of each table's append) included."""
+        consumed = dict(self.consumed)
+        if any(t not in consumed for t in FACT_TABLES) or not self.catalog.exists(self.spark, "gold.dm_sales_live"):
+            return  # silver's first run over the captured tables (a full one) comes first, then its live refresh
+        versions = {t: landed[t] if t in landed else self.catalog.version(self.spark, f"bronze.cdc_{t}")
+                    for t in FACT_TABLES}
+        with lakehouse_lock(self.settings, self.log, "stream", part="live"):
+            steps.lap("lock")
+            ahead = pending(self.spark, self.catalog, consumed, versions)
+            steps.lap("pending")
+            if ahead is not None:
+                refresh_live(self.spark, self.catalog, self.settings.live_now, ahead, touched_only=True)
+            steps.lap("live")
+
+    # silver, behind the query --------------------------------------------------------------------------
+
+    def _follow(self) -> None:
+        """Silver's thread: apply what landed whenever the query says so, until the stream stops."""
+        while not self.stopping:
+            if not self.wake.wait(1):
+                continue
+            self.wake.clear()
+            if self.stopping:
+                break
+            try:
+                self._apply()
+            except BaseException as exc:  # noqa: BLE001 - the stream stops and says why
+                self.silver_error = exc
+                write_status(self.settings, silver_running=False, silver_error=str(exc).splitlines()[0][:500])
+                self.log(f"[stream] silver failed, stopping the stream: {exc}")
+                return
+
+    def _apply(self) -> None:
+        """Silver over the events landed since its last run, then the live mart's whole window, under the
+        writer lock."""
         from apparel.jobs.silver import CONTRACT_ORDER, SilverBuild
 
         masters = [t for t in CONTRACT_ORDER if t not in FACT_TABLES]
         missing = [t for t in masters if not self.catalog.exists(self.spark, f"bronze.{t}")]
         if missing:
             self.log(f"[stream] silver waits: bronze.{missing[0]} not landed yet (run the batch once: apparel run)")
-            return None, []
+            return
+        upto, started, steps = self.landed_upto, utcnow(), Steps()
+        write_status(self.settings, silver_running=True, silver_started_at=started)
         every = self.settings.stream.full_check_every
         refreshed = []
 
-        def live() -> None:  # once the facts are committed, beside silver's own records
-            refresh_live(self.spark, self.catalog, self.settings.live_now)
-            refreshed.append(True)
-
         with lakehouse_lock(self.settings, self.log, "stream"):
             steps.lap("lock")
-            result = SilverBuild(self.spark, self.settings, log=lambda m: None, alongside=live,
-                                 whole_table_check=self.batches_done % every == 0).run()
+            build = SilverBuild(self.spark, self.settings, log=lambda m: None,
+                                whole_table_check=self.silver_runs % every == 0)
+
+            def live() -> None:  # once the facts are committed, beside silver's own records
+                consumed = {t: build.versions[t] for t in FACT_TABLES}
+                with lakehouse_lock(self.settings, self.log, "stream", part="live"):
+                    ahead = pending(self.spark, self.catalog, consumed)
+                    refresh_live(self.spark, self.catalog, self.settings.live_now, ahead)
+                    self.consumed = consumed
+                refreshed.append(True)
+
+            build.alongside = live
+            result = build.run()
             for name, seconds in result.seconds.items():
                 steps.seconds["live" if name == "alongside" else f"silver.{name}"] = seconds
             if not refreshed:  # silver had nothing to do; the window may still have moved
                 live()
             steps.lap("silver+live")
-        return (result.run_id if result.mode != "unchanged" else None), result.changed
+        self.silver_runs += 1
+        seconds = round((utcnow() - started).total_seconds(), 2)
+        write_status(self.settings, silver_running=False, silver_upto=upto, silver_finished_at=utcnow(),
+                     silver_seconds=seconds, silver_steps=steps.rounded(), silver_run=result.run_id
+                     if result.mode != "unchanged" else None)
+        if result.mode != "unchanged":
+            self.log(f"[stream] silver run {result.run_id} ({result.mode}) applied the batches up to {upto}"
+                     + (f": changed {', '.join(result.changed)}" if result.changed else ": nothing changed")
+                     + f" ({seconds} s: " + ", ".join(f"{k} {v}" for k, v in steps.rounded().items()) + ")")
 
 
 def main_loop(settings: Settings, log=print) -> int:
