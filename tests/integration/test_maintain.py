@@ -2,14 +2,16 @@
 travel within the retention still works, and a retention below Delta's minimum is a clear error unless the
 session disables Delta's check (then VACUUM does delete the old files).
 
-Expected values come from the rows the tests write and from the generated sample, never from the job."""
+The lakehouse is a copy of the session's run of the small generated sample (`sample_lake`, every layer) with a
+few batches appended. Expected values come from the rows the tests write and from the sample's files, never from
+the job."""
 
 from __future__ import annotations
 
 import re
 import subprocess
 import sys
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -19,17 +21,13 @@ from pyspark.testing import assertDataFrameEqual
 from apparel.catalog import TABLES, Catalog
 from apparel.config import PROJECT_ROOT
 from apparel.errors import ConfigError
-from apparel.generator import generate
 from apparel.jobs.bronze import BronzeIngest, with_metadata
 from apparel.jobs.maintain import RETENTION_CHECK, Maintenance, stored_files
-from apparel.pipeline import run_layers
 from apparel.schemas import SOURCES
-from apparel.seed import seed_generated
 from apparel.store import StoreDB
-from conftest import project_env, settings_in
+from conftest import copy_lake, project_env
 
 APPAREL = str(Path(sys.executable).parent / "apparel")
-SCALE, SEED = 0.05, 5
 APPENDS = 3
 
 
@@ -48,12 +46,11 @@ def frozen(spark, df):
 
 
 @pytest.fixture(scope="module")
-def lake(spark, tmp_path_factory):
-    """Every layer from a small generated sample, then APPENDS small batches of new orders landed in bronze."""
-    folder = tmp_path_factory.mktemp("maintain")
-    settings = settings_in(folder)
-    seed_generated(settings, scale=SCALE, seed=SEED, log=quiet)
-    run_layers(spark, settings, ["bronze", "silver", "gold"], log=quiet, run_date=date(2026, 1, 1))
+def lake(spark, sample_lake, tmp_path_factory):
+    """Every layer from the small generated sample (a copy of the session's `sample_lake`), then APPENDS small
+    batches of new orders landed in bronze."""
+    folder = tmp_path_factory.mktemp("maintain") / "lake"
+    settings = copy_lake(sample_lake, folder)
     db = StoreDB(settings.store_db)
     top_order = db.query("SELECT max(order_id) FROM orders")[0][0]
     top_line = db.query("SELECT max(order_detail_id) FROM order_details")[0][0]
@@ -65,7 +62,7 @@ def lake(spark, tmp_path_factory):
     return folder, settings
 
 
-def test_apparel_maintain_compacts_and_every_table_reads_the_same(spark, lake, tmp_path):
+def test_apparel_maintain_compacts_and_every_table_reads_the_same(spark, lake, sample):
     folder, settings = lake
     catalog = Catalog(settings)
     names = [n for n in sorted(TABLES) if catalog.exists(spark, n)]
@@ -100,8 +97,6 @@ def test_apparel_maintain_compacts_and_every_table_reads_the_same(spark, lake, t
         assertDataFrameEqual(catalog.read(spark, n), before[n])
 
     # time travel within the retention: the first extraction of the orders is readable as it was
-    sample = tmp_path / "sample"
-    generate(sample, scale=SCALE, seed=SEED)
     seeded = pd.read_csv(sample / "orders.csv")
     v0 = spark.read.format("delta").option("versionAsOf", 0).load(catalog.path("bronze.orders"))
     assert v0.count() == len(seeded)

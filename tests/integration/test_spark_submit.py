@@ -1,4 +1,4 @@
-"""The spark_jobs/ entry points under a real spark-submit, as the README shows them, on a small generated sample:
+"""The spark_jobs/ entry points under a real spark-submit, as the README shows them, on the small generated sample:
 bronze with both source groups in one job (Airflow's test submits each group on its own, and silver_build.py and
 gold_build.py through the same spark-submit, so they are not submitted again here), the maintenance job, and a
 failing job's exit code and one-line reason."""
@@ -13,7 +13,6 @@ from pathlib import Path
 import expected_model as em
 from apparel.catalog import Catalog
 from apparel.config import PROJECT_ROOT
-from apparel.generator import generate
 from apparel.seed import seed_dataset
 from conftest import settings_in
 
@@ -29,9 +28,7 @@ def submit(env, job, *args):
     return subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=600)
 
 
-def test_entry_points_under_spark_submit(tmp_path):
-    sample = tmp_path / "sample"
-    generate(sample, scale=0.05, seed=5)
+def test_entry_points_under_spark_submit(sample, tmp_path):
     settings = settings_in(tmp_path)
     seed_dataset(settings, sample, log=lambda m: None)
     env = {k: v for k, v in os.environ.items() if not k.startswith("APPAREL_")}
