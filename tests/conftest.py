@@ -215,6 +215,31 @@ def sample_lake(spark, sample, tmp_path_factory) -> Lake:
         yield Lake(folder, settings)
 
 
+def in_parallel(names, task, threads: int = 4) -> dict:
+    """``{name: task(name)}``, ``threads`` names at a time (the first failure is raised). Spark runs the actions
+    of different threads concurrently, and on a small table each is mostly driver-side latency."""
+    from apparel.catalog import run_parallel
+
+    return run_parallel({name: (lambda name=name: task(name)) for name in names}, threads)
+
+
+def assert_same_rows(got, want) -> None:
+    """``assertDataFrameEqual(got, want)`` (schemas equal as it compares them, then rows in any order, doubles
+    to its tolerance), with both sides' rows read in one Spark action: one union, each row tagged with its side."""
+    from pyspark.sql import Row
+    from pyspark.sql import functions as F
+    from pyspark.testing import assertDataFrameEqual, assertSchemaEqual
+
+    assertSchemaEqual(got.schema, want.schema)  # what assertDataFrameEqual checks first
+    side = "_assert_same_rows_side"
+    tagged = got.withColumn(side, F.lit(0)).unionAll(want.withColumn(side, F.lit(1))).collect()
+    row = Row(*got.columns)
+    rows: tuple[list, list] = ([], [])
+    for r in tagged:
+        rows[r[-1]].append(row(*r[:-1]))
+    assertDataFrameEqual(*rows)
+
+
 def last_order_time(dataset: Path) -> str:
     """The latest order_date of a dataset folder's orders.csv, as an ISO timestamp (APPAREL_LIVE_NOW)."""
     import pandas as pd
