@@ -4,7 +4,8 @@ equals what a full refresh computes from the same bronze.
 Two lakehouses follow the same story. Lakehouse A lands bronze and runs silver and gold incrementally (the
 default). Lakehouse B gets a copy of A's bronze after every step and rebuilds silver and gold with
 ``full_refresh`` on the same run date. After every step the two are compared whole and type-aware
-(``assertDataFrameEqual``), and a few values are checked against what the step did to the source rows.
+(``assertDataFrameEqual``'s comparison, each table's two sides read in one Spark action, four tables at a time),
+and a few values are checked against what the step did to the source rows.
 
 The story, on a small generated sample: new orders in a new month, a late line for an old order, a duplicate
 of an already-kept row, a row that makes a kept key collide, null-key rows, a customer's name change, a change
@@ -18,7 +19,6 @@ from datetime import date, datetime
 
 import pytest
 from pyspark.sql import functions as F
-from pyspark.testing import assertDataFrameEqual
 
 from apparel.catalog import TABLES, Catalog
 from apparel.jobs.bronze import with_metadata
@@ -27,7 +27,7 @@ from apparel.runtime import new_batch_id
 from apparel.schemas import SOURCES
 from apparel.seed import seed_generated
 from apparel.store import StoreDB
-from conftest import settings_in
+from conftest import assert_same_rows, in_parallel, settings_in
 
 COMPARED = sorted(n for n in TABLES if n.split(".")[0] in ("silver", "quarantine", "gold"))
 
@@ -63,9 +63,8 @@ def step(spark, story, run_date: date, land_bronze: bool = True) -> dict:
 
 
 def assert_same(spark, story) -> None:
-    for name in COMPARED:
-        got, want = story["ca"].read(spark, name), story["cb"].read(spark, name)
-        assertDataFrameEqual(got, want)  # schema (types, nullability), rows, in any order
+    """Each compared table of A equals B's: schema (types), rows, in any order (see conftest.assert_same_rows)."""
+    in_parallel(COMPARED, lambda name: assert_same_rows(story["ca"].read(spark, name), story["cb"].read(spark, name)))
 
 
 def append_bronze(spark, story, table: str, df) -> None:
