@@ -1,4 +1,5 @@
-"""`apparel maintain` on real Spark + Delta: OPTIMIZE drops the file count, every table reads the same, time
+"""`apparel maintain` on real Spark + Delta (the CLI's entry point in the session's Spark; spark_jobs/maintain.py
+runs it in a JVM of its own in test_spark_submit.py): OPTIMIZE drops the file count, every table reads the same, time
 travel within the retention still works, and a retention below Delta's minimum is a clear error unless the
 session disables Delta's check (then VACUUM does delete the old files).
 
@@ -8,18 +9,18 @@ the job."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import re
-import subprocess
-import sys
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pandas as pd
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
+from apparel import cli
 from apparel.catalog import TABLES, Catalog
-from apparel.config import PROJECT_ROOT
 from apparel.errors import ConfigError
 from apparel.jobs.bronze import BronzeIngest, with_metadata
 from apparel.jobs.maintain import RETENTION_CHECK, Maintenance, stored_files
@@ -27,7 +28,6 @@ from apparel.schemas import SOURCES
 from apparel.store import StoreDB
 from conftest import assert_same_rows, copy_lake, in_parallel, project_env
 
-APPAREL = str(Path(sys.executable).parent / "apparel")
 APPENDS = 3
 
 
@@ -72,11 +72,19 @@ def test_apparel_maintain_compacts_and_every_table_reads_the_same(spark, lake, s
     # the first extraction plus one file per append
     assert files["bronze.orders"] >= 1 + APPENDS and files["ops.ingest_runs"] >= 1 + APPENDS
 
-    env = project_env(folder) | {"APPAREL_ENV": "ci"}
-    proc = subprocess.run([APPAREL, "maintain"], env=env, capture_output=True, text=True, cwd=PROJECT_ROOT,
-                          timeout=900)
-    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
-    out = proc.stdout
+    # `apparel maintain` through the CLI's entry point, in the session's Spark (the command takes the active
+    # session; test_spark_submit.py runs the maintenance job in a JVM of its own)
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        for key in [k for k in os.environ if k.startswith("APPAREL_")]:
+            mp.delenv(key)
+        for key, value in project_env(folder).items():
+            if key.startswith("APPAREL_"):
+                mp.setenv(key, value)
+        mp.setenv("APPAREL_ENV", "ci")
+        rc = cli.main(["maintain"])
+    out = stdout.getvalue()
+    assert rc == 0, out + stderr.getvalue()[-3000:]
     assert "OPTIMIZE and VACUUM (retention 168 h)" in out, out
     for n in names:  # one progress line per table: files before -> after, on storage, seconds
         m = re.search(rf"^\s*[\d.]+s\s+{re.escape(n)}\s+files\s+(\d+) -> (\d+)\s+on storage\s+(\d+) -> (\d+)\s+"
