@@ -145,7 +145,7 @@ def assert_same_tables(a: dict, b: dict) -> None:
 
 
 def bronze_counts(spark, catalog: Catalog) -> dict[str, int]:
-    return {t: catalog.read(spark, t).count() for t in BRONZE}
+    return in_parallel(BRONZE, lambda t: catalog.read(spark, t).count())
 
 
 @pytest.fixture(scope="session")

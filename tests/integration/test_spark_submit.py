@@ -15,7 +15,7 @@ import expected_model as em
 from apparel.catalog import Catalog
 from apparel.config import PROJECT_ROOT
 from apparel.seed import seed_dataset
-from conftest import settings_in
+from conftest import in_parallel, settings_in
 
 BIN = Path(sys.executable).parent
 
@@ -61,7 +61,7 @@ def test_entry_points_under_spark_submit(sample, tmp_path):
     expected = {t: len(df) for t, df in sources.items()}
 
     def bronze_counts():
-        return {t: catalog.read(spark, f"bronze.{t}").count() for t in sources}
+        return in_parallel(sources, lambda t: catalog.read(spark, f"bronze.{t}").count())
 
     assert bronze_counts() == expected
 
