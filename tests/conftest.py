@@ -1,7 +1,8 @@
 """Shared fixtures: one Spark session for the whole test run, per-test lakehouse/landing/store settings,
 the shared dataset and one run of the pipeline over it shared by the tests that only read its result, the
-project's PostgreSQL (started with scripts/postgres.sh), and the object store and Trino (started with
-scripts/services.sh). Also the order the tests run in: the fast ones first (see pytest_collection_modifyitems)."""
+small generated sample and one run of the pipeline over it (likewise), the project's PostgreSQL (started with
+scripts/postgres.sh), and the object store and Trino (started with scripts/services.sh). Also the order the tests
+run in: the fast ones first (see pytest_collection_modifyitems)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -153,6 +155,16 @@ def _files(folder: Path) -> dict[str, tuple[int, int]]:
             for p in folder.rglob("*") if p.is_file()}
 
 
+@contextmanager
+def _read_only(folder: Path, what: str):
+    """Fails, when the block ends, if a file under ``folder`` was added, removed or changed within it."""
+    before = _files(folder)
+    yield
+    after = _files(folder)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"a test wrote to the read-only {what} (use copy_lake): {changed[:10]}"
+
+
 @pytest.fixture(scope="session")
 def shared_lake(spark, shared_dataset, tmp_path_factory) -> Lake:
     """The shared dataset seeded and run through bronze, silver and gold once for the whole session (run date
@@ -167,11 +179,65 @@ def shared_lake(spark, shared_dataset, tmp_path_factory) -> Lake:
     settings = settings_in(folder, live_now=last_order_time(shared_dataset))
     seed_dataset(settings, shared_dataset, log=quiet)
     run_layers(spark, settings, ["bronze", "silver", "gold"], log=quiet, run_date=SHARED_RUN_DATE)
-    before = _files(folder)
-    yield Lake(folder, settings)
-    after = _files(folder)
-    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
-    assert not changed, f"a test wrote to the read-only shared lakehouse (use copy_lake): {changed[:10]}"
+    with _read_only(folder, "shared lakehouse"):
+        yield Lake(folder, settings)
+
+
+# The small generated sample (scale 0.05: 350 orders) of the tests whose point does not depend on the data's
+# size: Airflow's DAGs (test_airflow.py), maintenance (test_maintain.py), spark-submit (test_spark_submit.py).
+SAMPLE_SCALE, SAMPLE_SEED = 0.05, 5
+SAMPLE_RUN_DATE = date(2026, 3, 2)  # test_airflow.py's day
+
+
+@pytest.fixture(scope="session")
+def sample(tmp_path_factory) -> Path:
+    """The project's generated sample (what `apparel seed --scale 0.05 --seed 5` loads), as files."""
+    from apparel.generator import generate
+
+    folder = tmp_path_factory.mktemp("sample")
+    generate(folder, scale=SAMPLE_SCALE, seed=SAMPLE_SEED)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def sample_lake(spark, sample, tmp_path_factory) -> Lake:
+    """``sample`` seeded and run through bronze, silver and gold once for the whole session, in-process as
+    `apparel run` runs them (run date SAMPLE_RUN_DATE). Read-only like ``shared_lake``: test_airflow.py compares
+    the tables its DAGs build with it, test_maintain.py works on a copy (``copy_lake``)."""
+    from apparel.pipeline import run_layers
+    from apparel.seed import seed_dataset
+
+    folder = tmp_path_factory.mktemp("sample_lake")
+    settings = settings_in(folder)
+    seed_dataset(settings, sample, log=quiet)
+    run_layers(spark, settings, ["bronze", "silver", "gold"], log=quiet, run_date=SAMPLE_RUN_DATE)
+    with _read_only(folder, "sample lakehouse"):
+        yield Lake(folder, settings)
+
+
+def in_parallel(names, task, threads: int = 4) -> dict:
+    """``{name: task(name)}``, ``threads`` names at a time (the first failure is raised). Spark runs the actions
+    of different threads concurrently, and on a small table each is mostly driver-side latency."""
+    from apparel.catalog import run_parallel
+
+    return run_parallel({name: (lambda name=name: task(name)) for name in names}, threads)
+
+
+def assert_same_rows(got, want) -> None:
+    """``assertDataFrameEqual(got, want)`` (schemas equal as it compares them, then rows in any order, doubles
+    to its tolerance), with both sides' rows read in one Spark action: one union, each row tagged with its side."""
+    from pyspark.sql import Row
+    from pyspark.sql import functions as F
+    from pyspark.testing import assertDataFrameEqual, assertSchemaEqual
+
+    assertSchemaEqual(got.schema, want.schema)  # what assertDataFrameEqual checks first
+    side = "_assert_same_rows_side"
+    tagged = got.withColumn(side, F.lit(0)).unionAll(want.withColumn(side, F.lit(1))).collect()
+    row = Row(*got.columns)
+    rows: tuple[list, list] = ([], [])
+    for r in tagged:
+        rows[r[-1]].append(row(*r[:-1]))
+    assertDataFrameEqual(*rows)
 
 
 def last_order_time(dataset: Path) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Callable
 
-from apparel.catalog import TABLES, Catalog
+from apparel.catalog import TABLES, Catalog, run_parallel
 from apparel.config import Settings
 from apparel.errors import ConfigError
 
@@ -74,21 +74,23 @@ def summary_lines(summary: dict, layers: list[str]) -> list[str]:
 
 
 def table_status(spark, settings: Settings) -> list[dict]:
-    """Row count, Delta version and last batch of every catalogued table that exists."""
+    """Row count, Delta version and last batch of every catalogued table that exists, in name order; several
+    tables at a time (``spark.write_threads``), since each is a few small Spark jobs of driver-side latency."""
     from pyspark.sql import functions as F
 
     catalog = Catalog(settings)
-    out = []
-    for name in sorted(TABLES):
+
+    def status(name: str) -> dict:
         if not catalog.exists(spark, name):
-            out.append({"table": name, "rows": None, "version": None, "last_batch": None, "updated": None})
-            continue
+            return {"table": name, "rows": None, "version": None, "last_batch": None, "updated": None}
         df = catalog.read(spark, name)
         last = catalog.last_commit(spark, name)
         batch_col = "_batch_id" if "_batch_id" in df.columns else ("batch_id" if "batch_id" in df.columns else None)
         agg = df.agg(F.count(F.lit(1)).alias("n"), *( [F.max(batch_col).alias("b")] if batch_col else []))
         row = agg.collect()[0]
-        out.append({"table": name, "rows": int(row["n"]), "version": last["version"],
-                    "last_batch": row["b"] if batch_col else None,
-                    "updated": last["timestamp"].strftime("%Y-%m-%d %H:%M:%S")})
-    return out
+        return {"table": name, "rows": int(row["n"]), "version": last["version"],
+                "last_batch": row["b"] if batch_col else None,
+                "updated": last["timestamp"].strftime("%Y-%m-%d %H:%M:%S")}
+
+    threads = int(settings.spark.get("write_threads", 4))
+    return list(run_parallel({name: (lambda n=name: status(n)) for name in sorted(TABLES)}, threads).values())

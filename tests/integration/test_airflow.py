@@ -1,16 +1,18 @@
 """Airflow 3 running the project's DAGs for real: `airflow dags test` submits the Spark jobs through
 SparkSubmitOperator (real spark-submit, real Delta). Each Airflow home gets a copy of one SQLite metadata database
-migrated once for the session, and the store is seeded from a small generated sample (scale 0.05, 350 orders):
-what these tests prove is about Airflow (the chain, run dates, retries, asset events), which does not depend on
-the data's size. The shared dataset's figures are checked by test_pipeline_shared.py and test_bronze.py.
+migrated once for the session, and the store is seeded from the small generated sample (the session's `sample`,
+scale 0.05, 350 orders): what these tests prove is about Airflow (the chain, run dates, retries, asset events),
+which does not depend on the data's size. The shared dataset's figures are checked by test_pipeline_shared.py and
+test_bronze.py.
 
 One day of operations, in order, on one lakehouse (the `day` fixture):
 - the day's ingestion fails: its operations workbook has not arrived. The Spark job's error reaches the task log,
   the task fails after its two retries, and it emits no asset event, so the asset-scheduled transform is not
   triggered;
 - the workbook arrives, the day is run again: it lands the workbooks, and not the store's rows a second time;
-- transform and marts: silver and gold equal what `apparel run` builds from the same store, and pandas over the
-  source files; each job got the day as --run-date and each DAG's asset events carry it;
+- transform and marts: silver and gold equal what `apparel run` builds from the same sample on the same day (the
+  session's `sample_lake`), and pandas over the source files; each job got the day as --run-date and each DAG's
+  asset events carry it;
 - then a backfill of the day before changes no table: bronze has nothing new, so the incremental silver and gold
   jobs get the date and write nothing (no accounting row either: nothing was judged). It replays transform and marts,
   the jobs that use the run date; the ingestion's replay is left out: landing nothing again is what the day's
@@ -35,7 +37,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -46,18 +47,15 @@ pytest.importorskip("airflow.sdk", reason="Airflow is installed by `make airflow
 import expected_model as em  # noqa: E402
 from apparel.catalog import TABLES, Catalog  # noqa: E402
 from apparel.config import PROJECT_ROOT  # noqa: E402
-from apparel.generator import generate  # noqa: E402
-from apparel.pipeline import run_layers  # noqa: E402
 from apparel.seed import seed_dataset  # noqa: E402
-from conftest import quiet, settings_in  # noqa: E402
+from conftest import SAMPLE_RUN_DATE, in_parallel, quiet, settings_in  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.airflow]
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 SCRIPT = PROJECT_ROOT / "scripts" / "airflow.sh"
 ARTIFACTS = PROJECT_ROOT / "artifacts" / "airflow"
 CHAIN = ["apparel_ingestion", "apparel_transform", "apparel_marts"]
-DAY, DAY_BEFORE = "2026-03-02", "2026-03-01"
-SCALE, SEED = 0.05, 5
+DAY, DAY_BEFORE = SAMPLE_RUN_DATE.isoformat(), "2026-03-01"  # the day of the session's sample_lake
 SILVER = ["silver.dim_date", "silver.dim_customer", "silver.dim_product", "silver.dim_location",
           "silver.fct_order_lines", "silver.fct_orders"]
 GOLD = sorted(n for n in TABLES if n.startswith("gold."))  # the marts and dm_sales_live
@@ -132,11 +130,12 @@ def queued_for_transform(home: Path) -> set[str]:
 
 
 def snapshot(spark, catalog: Catalog, tables: list[str]) -> dict[str, pd.DataFrame]:
-    out = {}
-    for name in tables:
+    """Each table's rows, sorted (read four tables at a time)."""
+    def rows(name: str) -> pd.DataFrame:
         pdf = catalog.read(spark, name).toPandas()
-        out[name] = pdf.sort_values(list(pdf.columns)).reset_index(drop=True)
-    return out
+        return pdf.sort_values(list(pdf.columns)).reset_index(drop=True)
+
+    return in_parallel(tables, rows)
 
 
 def assert_same_tables(a: dict, b: dict) -> None:
@@ -146,7 +145,7 @@ def assert_same_tables(a: dict, b: dict) -> None:
 
 
 def bronze_counts(spark, catalog: Catalog) -> dict[str, int]:
-    return {t: catalog.read(spark, t).count() for t in BRONZE}
+    return in_parallel(BRONZE, lambda t: catalog.read(spark, t).count())
 
 
 @pytest.fixture(scope="session")
@@ -157,14 +156,6 @@ def migrated_db(tmp_path_factory) -> Path:
     proc = airflow(airflow_env(home), "db", "migrate")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return home / "airflow.db"
-
-
-@pytest.fixture(scope="session")
-def sample(tmp_path_factory) -> Path:
-    """The project's generated sample (what `apparel seed --scale 0.05 --seed 5` loads), as files."""
-    folder = tmp_path_factory.mktemp("airflow_sample")
-    generate(folder, scale=SCALE, seed=SEED)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -229,13 +220,11 @@ def test_the_days_rerun_lands_every_row_once(day, sample):
     assert day["queued_after_rerun"] == set(BRONZE)  # every bronze Asset updated: the transform is now due
 
 
-def test_dags_build_the_same_tables_as_apparel_run(spark, day, sample, tmp_path):
-    # the reference: the pipeline as `apparel run` runs it, on its own lakehouse, from the same store
-    ref = settings_in(tmp_path, store_db=day["settings"].store_db)
-    shutil.copytree(day["settings"].landing, ref.landing)
-    run_layers(spark, ref, ["bronze", "silver", "gold"], log=quiet, run_date=date.fromisoformat(DAY))
+def test_dags_build_the_same_tables_as_apparel_run(spark, day, sample, sample_lake):
+    # the reference: the pipeline as `apparel run` runs it, on its own lakehouse, from the same sample on the same
+    # day (the session's run of it, read-only)
     ours = snapshot(spark, day["catalog"], SILVER + GOLD)
-    assert_same_tables(ours, snapshot(spark, Catalog(ref), SILVER + GOLD))
+    assert_same_tables(ours, snapshot(spark, Catalog(sample_lake.settings), SILVER + GOLD))
     # and both hold the sample's revenue, computed with pandas from the source files
     facts = em.fact_lines(em.read_sources(sample))
     em.assert_same(day["catalog"].read(spark, "gold.dm_sales_monthly"), em.sales_monthly(facts), ["month"])
@@ -269,13 +258,15 @@ def test_marts_skip_the_query_layer_on_a_local_lakehouse(day):
 
 def test_a_backfill_of_the_day_before_changes_no_table(spark, day):
     catalog, home = day["catalog"], day["home"]
-    before = snapshot(spark, catalog, SILVER + GOLD)
+    # the Delta version of each table, from its log: a table the backfill wrote to has a new one
+    before = {n: catalog.version(spark, n) for n in SILVER + GOLD}
+    assert None not in before.values(), before  # None: no such table
     logs = {}
     for dag_id in ("apparel_transform", "apparel_marts"):
         logs[dag_id] = log = dags_test(day["env"], dag_id, DAY_BEFORE)
         assert_ran(log, f"{dag_id} {DAY_BEFORE}")
         assert f"--run-date {DAY_BEFORE}" in log, dag_id
-    assert_same_tables(before, snapshot(spark, catalog, SILVER + GOLD))
+    assert {n: catalog.version(spark, n) for n in SILVER + GOLD} == before
     # nothing new in bronze: the incremental jobs got the date and judged and wrote nothing
     assert "no bronze table changed since the last silver run; nothing written" in logs["apparel_transform"]
     assert "no silver change since the last gold run; nothing written" in logs["apparel_marts"]

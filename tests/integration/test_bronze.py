@@ -21,6 +21,7 @@ from apparel.report import _ingest_table, latest_ingest
 from apparel.schemas import SOURCES
 from apparel.seed import seed_dataset
 from apparel.store import StoreDB
+from conftest import in_parallel
 
 # the table for the shared dataset
 EXPECTED_SHARED = {"provinces": 11, "cities": 222, "customers": 200, "products": 43, "product_categories": 2,
@@ -42,7 +43,7 @@ def pandas_counts(folder) -> dict[str, int]:
 
 def bronze_counts(spark, settings) -> dict[str, int]:
     catalog = Catalog(settings)
-    return {t: catalog.read(spark, f"bronze.{t}").count() for t in SOURCES}
+    return in_parallel(SOURCES, lambda t: catalog.read(spark, f"bronze.{t}").count())
 
 
 def quiet(_msg):

@@ -1,7 +1,11 @@
-"""The `apparel` command as a user runs it: seed, run (summary and report), query, status, one-line errors."""
+"""The `apparel` command as a user runs it: seed, run (summary and report), query, status, one-line errors (those
+found before Spark starts from the command line; a Spark error of `apparel query` through the CLI's entry point in
+the session's Spark, which the command would otherwise start for it alone)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import subprocess
@@ -11,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from apparel import cli
 from apparel.config import PROJECT_ROOT
 from apparel.generator import generate
 
@@ -62,12 +67,30 @@ def test_seed_run_query_status(env, tmp_path):
 
 
 def test_errors_are_one_line(env):
-    bad = apparel(env, "query", "SELECT * FROM nowhere.nothing", check=False)
+    # a table the catalog does not know: named with the layer's tables, before Spark starts
+    bad = apparel(env, "query", "SELECT * FROM silver.fct_order", check=False)
     assert bad.returncode == 1
-    assert bad.stderr.strip().splitlines()[-1].startswith("error: ")
-    assert "Traceback" not in bad.stderr
+    assert bad.stderr.strip() == ("error: unknown table silver.fct_order: the silver layer holds dim_customer, "
+                                  "dim_date, dim_location, dim_product, fct_order_lines, fct_orders")
     layers = apparel(env, "run", "--layers", "platinum", check=False)
     assert layers.returncode == 1
     assert layers.stderr.strip() == "error: unknown layer(s) platinum; choose from bronze, silver, gold"
     missing = apparel(env, "seed", "--dataset", "/nonexistent/folder", check=False)
     assert missing.returncode == 1 and missing.stderr.strip() == "error: dataset folder not found: /nonexistent/folder"
+
+
+def test_a_spark_error_is_one_line(spark, env, monkeypatch):
+    """What Spark rejects (a schema that is no layer) reaches the user as one line, no traceback: `apparel query`
+    through the CLI's entry point, in the session's Spark (the command takes the active session)."""
+    for key in [k for k in os.environ if k.startswith("APPAREL_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        if key.startswith("APPAREL_"):
+            monkeypatch.setenv(key, value)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = cli.main(["query", "SELECT * FROM nowhere.nothing"])
+    assert rc == 1 and out.getvalue() == ""
+    assert "Traceback" not in err.getvalue()
+    line = err.getvalue().strip().splitlines()[-1]
+    assert line.startswith("error: ") and "TABLE_OR_VIEW_NOT_FOUND" in line, err.getvalue()

@@ -17,7 +17,7 @@ from apparel.catalog import Catalog
 from apparel.generator import generate
 from apparel.pipeline import run_layers
 from apparel.seed import seed_dataset
-from conftest import settings_in
+from conftest import in_parallel, settings_in
 
 TS = "2022-05-01 10:00:00.000"
 
@@ -132,11 +132,16 @@ def test_seed_reports_the_unparseable_date(dirty):
 
 def test_quarantine_reasons_and_counts(spark, dirty):
     catalog = dirty["catalog"]
-    for table in ["provinces", "cities", "customers", "products", "product_categories", "orders", "order_details"]:
+
+    def check(table: str) -> None:
         q = catalog.read(spark, f"quarantine.{table}")
         got = {r["_reason"]: r["n"] for r in q.groupBy("_reason").agg(F.count(F.lit(1)).alias("n")).collect()}
         assert got == dirty["quarantine"].get(table, {}), table
         assert q.where("_batch_id IS NULL").count() == 0
+
+    # four tables at a time
+    in_parallel(["provinces", "cities", "customers", "products", "product_categories", "orders", "order_details"],
+                check)
 
 
 def test_dq_results_balance_and_report_warnings(spark, dirty):

@@ -3,8 +3,11 @@ equals what a full refresh computes from the same bronze.
 
 Two lakehouses follow the same story. Lakehouse A lands bronze and runs silver and gold incrementally (the
 default). Lakehouse B gets a copy of A's bronze after every step and rebuilds silver and gold with
-``full_refresh`` on the same run date. After every step the two are compared whole and type-aware
-(``assertDataFrameEqual``), and a few values are checked against what the step did to the source rows.
+``full_refresh`` on the same run date, while A's run goes on beside it (two threads of the session: two
+independent runs on two lakehouses, as the jobs themselves commit to several tables at once). After every step
+the two are compared whole and type-aware (``assertDataFrameEqual``'s comparison, each table's two sides read in
+one Spark action, four tables at a time), and a few values are checked against what the step did to the source
+rows.
 
 The story, on a small generated sample: new orders in a new month, a late line for an old order, a duplicate
 of an already-kept row, a row that makes a kept key collide, null-key rows, a customer's name change, a change
@@ -18,16 +21,15 @@ from datetime import date, datetime
 
 import pytest
 from pyspark.sql import functions as F
-from pyspark.testing import assertDataFrameEqual
 
-from apparel.catalog import TABLES, Catalog
+from apparel.catalog import TABLES, Catalog, run_parallel
 from apparel.jobs.bronze import with_metadata
 from apparel.pipeline import run_layers
 from apparel.runtime import new_batch_id
 from apparel.schemas import SOURCES
 from apparel.seed import seed_generated
 from apparel.store import StoreDB
-from conftest import settings_in
+from conftest import assert_same_rows, in_parallel, settings_in
 
 COMPARED = sorted(n for n in TABLES if n.split(".")[0] in ("silver", "quarantine", "gold"))
 
@@ -50,22 +52,23 @@ def versions(spark, catalog) -> dict[str, int | None]:
 
 
 def step(spark, story, run_date: date, land_bronze: bool = True) -> dict:
-    """Bronze on A (unless the step wrote bronze itself), then silver+gold incrementally on A and by full
-    refresh on B over a copy of A's bronze; returns A's summary."""
+    """Bronze on A (unless the step wrote bronze itself), then silver+gold incrementally on A and, at the same
+    time, by full refresh on B over a copy of A's bronze; returns A's summary."""
     a, b = story["a"], story["b"]
     if land_bronze:
         run_layers(spark, a, ["bronze"], log=quiet, run_date=run_date)
     shutil.rmtree(f"{b.lakehouse}/bronze", ignore_errors=True)
     shutil.copytree(f"{a.lakehouse}/bronze", f"{b.lakehouse}/bronze")
-    summary = run_layers(spark, a, ["silver", "gold"], log=quiet, run_date=run_date)
-    run_layers(spark, b, ["silver", "gold"], log=quiet, run_date=run_date, full_refresh=True)
-    return summary
+    runs = run_parallel({
+        "a": lambda: run_layers(spark, a, ["silver", "gold"], log=quiet, run_date=run_date),
+        "b": lambda: run_layers(spark, b, ["silver", "gold"], log=quiet, run_date=run_date, full_refresh=True),
+    }, threads=2)
+    return runs["a"]
 
 
 def assert_same(spark, story) -> None:
-    for name in COMPARED:
-        got, want = story["ca"].read(spark, name), story["cb"].read(spark, name)
-        assertDataFrameEqual(got, want)  # schema (types, nullability), rows, in any order
+    """Each compared table of A equals B's: schema (types), rows, in any order (see conftest.assert_same_rows)."""
+    in_parallel(COMPARED, lambda name: assert_same_rows(story["ca"].read(spark, name), story["cb"].read(spark, name)))
 
 
 def append_bronze(spark, story, table: str, df) -> None:

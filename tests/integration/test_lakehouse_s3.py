@@ -24,7 +24,7 @@ from apparel.config import PROJECT_ROOT, load_settings
 from apparel.objectstore import S3Location, client, remove_prefix
 from apparel.pipeline import run_layers
 from apparel.trino_catalog import execute, register_tables, unregister_under
-from conftest import project_env
+from conftest import in_parallel, project_env
 from test_pipeline_shared import SILVER_GOLD
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
@@ -99,10 +99,8 @@ def test_trino_revenue_equals_spark_and_the_source_files(spark, s3_lake):
 
 def test_every_silver_and_gold_table_has_spark_row_count_in_trino(spark, s3_lake):
     settings, catalog = s3_lake["settings"], s3_lake["catalog"]
-    counts = {}
-    for name in SILVER_GOLD:
-        counts[name] = (trino_one(settings, f"SELECT count(*) FROM lakehouse.{name}")[0],
-                        catalog.read(spark, name).count())
+    counts = in_parallel(SILVER_GOLD, lambda name: (trino_one(settings, f"SELECT count(*) FROM lakehouse.{name}")[0],
+                                                    catalog.read(spark, name).count()))  # four tables at a time
     assert {n: t for n, (t, _) in counts.items()} == {n: s for n, (_, s) in counts.items()}
     assert all(t > 0 for t, _ in counts.values())
     assert counts["silver.fct_order_lines"][0] == len(s3_lake["facts"]) == 18322

@@ -1,35 +1,33 @@
-"""`apparel maintain` on real Spark + Delta: OPTIMIZE drops the file count, every table reads the same, time
+"""`apparel maintain` on real Spark + Delta (the CLI's entry point in the session's Spark; spark_jobs/maintain.py
+runs it in a JVM of its own in test_spark_submit.py): OPTIMIZE drops the file count, every table reads the same, time
 travel within the retention still works, and a retention below Delta's minimum is a clear error unless the
 session disables Delta's check (then VACUUM does delete the old files).
 
-Expected values come from the rows the tests write and from the generated sample, never from the job."""
+The lakehouse is a copy of the session's run of the small generated sample (`sample_lake`, every layer) with a
+few batches appended. Expected values come from the rows the tests write and from the sample's files, never from
+the job."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import re
-import subprocess
-import sys
-from datetime import date, datetime, timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
 
 import pandas as pd
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
+from apparel import cli
 from apparel.catalog import TABLES, Catalog
-from apparel.config import PROJECT_ROOT
 from apparel.errors import ConfigError
-from apparel.generator import generate
 from apparel.jobs.bronze import BronzeIngest, with_metadata
 from apparel.jobs.maintain import RETENTION_CHECK, Maintenance, stored_files
-from apparel.pipeline import run_layers
 from apparel.schemas import SOURCES
-from apparel.seed import seed_generated
 from apparel.store import StoreDB
-from conftest import project_env, settings_in
+from conftest import assert_same_rows, copy_lake, in_parallel, project_env
 
-APPAREL = str(Path(sys.executable).parent / "apparel")
-SCALE, SEED = 0.05, 5
 APPENDS = 3
 
 
@@ -48,12 +46,11 @@ def frozen(spark, df):
 
 
 @pytest.fixture(scope="module")
-def lake(spark, tmp_path_factory):
-    """Every layer from a small generated sample, then APPENDS small batches of new orders landed in bronze."""
-    folder = tmp_path_factory.mktemp("maintain")
-    settings = settings_in(folder)
-    seed_generated(settings, scale=SCALE, seed=SEED, log=quiet)
-    run_layers(spark, settings, ["bronze", "silver", "gold"], log=quiet, run_date=date(2026, 1, 1))
+def lake(spark, sample_lake, tmp_path_factory):
+    """Every layer from the small generated sample (a copy of the session's `sample_lake`), then APPENDS small
+    batches of new orders landed in bronze."""
+    folder = tmp_path_factory.mktemp("maintain") / "lake"
+    settings = copy_lake(sample_lake, folder)
     db = StoreDB(settings.store_db)
     top_order = db.query("SELECT max(order_id) FROM orders")[0][0]
     top_line = db.query("SELECT max(order_detail_id) FROM order_details")[0][0]
@@ -65,22 +62,29 @@ def lake(spark, tmp_path_factory):
     return folder, settings
 
 
-def test_apparel_maintain_compacts_and_every_table_reads_the_same(spark, lake, tmp_path):
+def test_apparel_maintain_compacts_and_every_table_reads_the_same(spark, lake, sample):
     folder, settings = lake
     catalog = Catalog(settings)
     names = [n for n in sorted(TABLES) if catalog.exists(spark, n)]
     assert {"bronze.orders", "silver.fct_order_lines", "gold.dm_sales_monthly", "ops.ingest_runs"} <= set(names)
-    before = {n: frozen(spark, catalog.read(spark, n)) for n in names}
-    files = {n: num_files(spark, catalog, n) for n in names}
-    versions = {n: catalog.last_commit(spark, n)["version"] for n in names}
+    files = in_parallel(names, lambda n: num_files(spark, catalog, n))
+    versions = {n: catalog.version(spark, n) for n in names}  # from the Delta log: no Spark job
     # the first extraction plus one file per append
     assert files["bronze.orders"] >= 1 + APPENDS and files["ops.ingest_runs"] >= 1 + APPENDS
 
-    env = project_env(folder) | {"APPAREL_ENV": "ci"}
-    proc = subprocess.run([APPAREL, "maintain"], env=env, capture_output=True, text=True, cwd=PROJECT_ROOT,
-                          timeout=900)
-    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
-    out = proc.stdout
+    # `apparel maintain` through the CLI's entry point, in the session's Spark (the command takes the active
+    # session; test_spark_submit.py runs the maintenance job in a JVM of its own)
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        for key in [k for k in os.environ if k.startswith("APPAREL_")]:
+            mp.delenv(key)
+        for key, value in project_env(folder).items():
+            if key.startswith("APPAREL_"):
+                mp.setenv(key, value)
+        mp.setenv("APPAREL_ENV", "ci")
+        rc = cli.main(["maintain"])
+    out = stdout.getvalue()
+    assert rc == 0, out + stderr.getvalue()[-3000:]
     assert "OPTIMIZE and VACUUM (retention 168 h)" in out, out
     for n in names:  # one progress line per table: files before -> after, on storage, seconds
         m = re.search(rf"^\s*[\d.]+s\s+{re.escape(n)}\s+files\s+(\d+) -> (\d+)\s+on storage\s+(\d+) -> (\d+)\s+"
@@ -88,20 +92,20 @@ def test_apparel_maintain_compacts_and_every_table_reads_the_same(spark, lake, t
         assert m, f"no progress line for {n}:\n{out}"
         assert int(m.group(1)) == files[n], (n, m.group(0))
 
-    after = {n: num_files(spark, catalog, n) for n in names}
+    after = in_parallel(names, lambda n: num_files(spark, catalog, n))
     # appends of small files compact into one file (neither table is partitioned)
     assert after["bronze.orders"] == 1 < files["bronze.orders"]
     assert after["ops.ingest_runs"] == 1 < files["ops.ingest_runs"]
     assert all(after[n] <= files[n] for n in names), {n: (files[n], after[n]) for n in names}
     # one OPTIMIZE commit where files were compacted, none elsewhere (VACUUM writes no commit)
-    assert {n: catalog.last_commit(spark, n)["version"] - versions[n] for n in names} == \
+    assert {n: catalog.version(spark, n) - versions[n] for n in names} == \
         {n: int(after[n] < files[n]) for n in names}
-    for n in names:
-        assertDataFrameEqual(catalog.read(spark, n), before[n])
+    # every table reads as it did before: the same schema and rows as its version before maintenance, read by time
+    # travel (within the retention, so VACUUM must have kept that version's files too)
+    in_parallel(names, lambda n: assert_same_rows(catalog.read(spark, n), spark.read.format("delta").option(
+        "versionAsOf", versions[n]).load(catalog.path(n))))
 
     # time travel within the retention: the first extraction of the orders is readable as it was
-    sample = tmp_path / "sample"
-    generate(sample, scale=SCALE, seed=SEED)
     seeded = pd.read_csv(sample / "orders.csv")
     v0 = spark.read.format("delta").option("versionAsOf", 0).load(catalog.path("bronze.orders"))
     assert v0.count() == len(seeded)

@@ -1,50 +1,55 @@
-"""The spark_jobs/ entry points under a real spark-submit, as the README shows them, on a small generated sample:
+"""The spark_jobs/ entry points under a real spark-submit, as the README shows them, on the small generated sample:
 bronze with both source groups in one job (Airflow's test submits each group on its own, and silver_build.py and
 gold_build.py through the same spark-submit, so they are not submitted again here), the maintenance job, and a
-failing job's exit code and one-line reason."""
+failing job's exit code and one-line reason (submitted beside the bronze job, on an empty lakehouse of its own)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import expected_model as em
 from apparel.catalog import Catalog
 from apparel.config import PROJECT_ROOT
-from apparel.generator import generate
 from apparel.seed import seed_dataset
-from conftest import settings_in
+from conftest import in_parallel, settings_in
 
 BIN = Path(sys.executable).parent
 
 
-def submit(env, job, *args):
-    jars = subprocess.run([str(BIN / "apparel"), "jars"], env=env, capture_output=True, text=True, check=True)
+def submit(env, jars: str, job, *args):
     java_options = f"-Duser.timezone=UTC -Dlog4j2.configurationFile=file:{PROJECT_ROOT}/conf/log4j2.properties"
-    cmd = [str(BIN / "spark-submit"), "--master", "local[2]", "--jars", ",".join(jars.stdout.split()),
+    cmd = [str(BIN / "spark-submit"), "--master", "local[2]", "--jars", jars,
            "--driver-java-options", java_options,
            str(PROJECT_ROOT / "spark_jobs" / job), *args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=600)
 
 
-def test_entry_points_under_spark_submit(tmp_path):
-    sample = tmp_path / "sample"
-    generate(sample, scale=0.05, seed=5)
+def test_entry_points_under_spark_submit(sample, tmp_path):
     settings = settings_in(tmp_path)
     seed_dataset(settings, sample, log=lambda m: None)
     env = {k: v for k, v in os.environ.items() if not k.startswith("APPAREL_")}
     env.update({"APPAREL_ENV": "ci", "APPAREL_LAKEHOUSE": settings.lakehouse, "APPAREL_LANDING": settings.landing,
                 "APPAREL_STORE_DB": settings.store_db, "PATH": f"{BIN}:{env['PATH']}",
                 "PYSPARK_PYTHON": sys.executable})
+    # JARS=$(apparel jars | paste -sd,), as the README does it
+    jars = ",".join(subprocess.run([str(BIN / "apparel"), "jars"], env=env, capture_output=True, text=True,
+                                   check=True).stdout.split())
 
     def submit_ok(job):
-        proc = submit(env, job)
+        proc = submit(env, jars, job)
         assert proc.returncode == 0, f"{job} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
         return proc
 
-    submit_ok("bronze_ingest.py")
+    # the failing job (checked at the end) runs meanwhile, on an empty lakehouse of its own
+    env_bad = dict(env, APPAREL_LAKEHOUSE=str(tmp_path / "empty-lake"))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        failing = pool.submit(submit, env_bad, jars, "gold_build.py")
+        submit_ok("bronze_ingest.py")
+        bad = failing.result()
 
     from apparel.spark import get_spark
 
@@ -56,7 +61,7 @@ def test_entry_points_under_spark_submit(tmp_path):
     expected = {t: len(df) for t, df in sources.items()}
 
     def bronze_counts():
-        return {t: catalog.read(spark, f"bronze.{t}").count() for t in sources}
+        return in_parallel(sources, lambda t: catalog.read(spark, f"bronze.{t}").count())
 
     assert bronze_counts() == expected
 
@@ -69,8 +74,6 @@ def test_entry_points_under_spark_submit(tmp_path):
 
     # a failing job exits non-zero with a one-line reason in its log (spark-submit passes the Python driver's
     # stderr through its stdout)
-    env_bad = dict(env, APPAREL_LAKEHOUSE=str(tmp_path / "empty-lake"))
-    bad = submit(env_bad, "gold_build.py")
     assert bad.returncode != 0
     assert "error: silver.fct_order_lines, silver.dim_product, silver.dim_customer, silver.dim_location not built " \
            "yet: run the silver layer first" in (bad.stdout + bad.stderr).splitlines()
