@@ -141,15 +141,28 @@ def image_problems(events: DataFrame, table: SourceTable) -> DataFrame:
     return _counted(events, table).where("_n < 0")
 
 
-def events_for_keys(events: DataFrame, keys: DataFrame, key: str, with_nulls: bool = False) -> DataFrame:
-    """The events whose row before or after has its key in ``keys`` (one column, ``key``); with ``with_nulls``
-    also those whose key is null (rows with a null key are judged together, as in the batch path)."""
+# up to this many keys are matched as a literal list: a filter Delta can skip files with (each event's file
+# carries the range of its keys), and no join; more go through a broadcast semi-join
+LITERAL_KEYS = 5000
+
+
+def events_for_keys(events: DataFrame, keys, key: str, with_nulls: bool = False) -> DataFrame:
+    """The events whose row before or after has its key in ``keys`` (a DataFrame of one column, ``key``, or a
+    list of values); with ``with_nulls`` also those whose key is null (rows with a null key are judged together,
+    as in the batch path)."""
+    nulls = ((F.col("op").isin("r", "c", "u") & F.col("_key_after").isNull())
+             | (F.col("op").isin("u", "d") & F.col("_key_before").isNull()))
+    if isinstance(keys, (list, tuple)) and len(keys) <= LITERAL_KEYS:
+        values = sorted(set(keys))
+        hit = F.col("_key_before").isin(values) | F.col("_key_after").isin(values)
+        return events.where(hit | nulls if with_nulls else hit)
+    if isinstance(keys, (list, tuple)):
+        keys = events.sparkSession.createDataFrame([(k,) for k in set(keys)], events.schema["_key_after"].dataType) \
+            .toDF(key)
     k = keys.select(F.col(key).alias("_k")).distinct()
     hit = events.join(F.broadcast(k), events["_key_before"] == k["_k"], "left_semi").unionByName(
         events.join(F.broadcast(k), events["_key_after"] == k["_k"], "left_semi"))
     if with_nulls:
-        hit = hit.unionByName(events.where(
-            (F.col("op").isin("r", "c", "u") & F.col("_key_after").isNull())
-            | (F.col("op").isin("u", "d") & F.col("_key_before").isNull())))
+        hit = hit.unionByName(events.where(nulls))
     # an event in both halves (an update keeping its key) must count once
     return hit.dropDuplicates(["_topic", "_partition", "_offset"])

@@ -158,7 +158,7 @@ class StreamSettings:
     max_offsets_per_trigger: int
     health_max_lag_seconds: int
     state_dir: str          # local: pid, log and status.json of `apparel stream`
-    full_check_every: int   # micro-batches between whole-table accounting checks
+    full_check_every: int   # the stream's silver runs between whole-table accounting checks
 
 
 @dataclass(frozen=True)

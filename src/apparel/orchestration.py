@@ -132,7 +132,8 @@ def launch_conf(settings) -> dict[str, str]:
 class SparkJobOperator(SparkSubmitOperator):
     """``SparkSubmitOperator`` for one of ``spark_jobs/``.
 
-    At run time it adds what comes from the project's settings: the cached jars (``apparel jars``), the
+    At run time it adds what comes from the project's settings: the cached jars (``apparel jars``; on the
+    driver's class path in local mode, where one JVM runs everything, else ``--jars``), the
     driver's launch settings, ``--run-date`` and the project's Python for the Spark workers. After a
     successful job it records the run date in the extra of its asset events. The master comes from the
     Airflow connection ``spark_apparel`` (``AIRFLOW_CONN_SPARK_APPAREL``).
@@ -154,13 +155,26 @@ class SparkJobOperator(SparkSubmitOperator):
         run_date = run_date_of(context).isoformat()
         self.log.info("lakehouse %s, store %s, run date %s", settings.lakehouse,
                       settings.store_db.split("@")[-1], run_date)
-        self.jars = ",".join(jars_for(settings, log=self.log.info))
+        jars = jars_for(settings, log=self.log.info)
+        if self._local_master():  # one JVM: --jars would copy each jar (the S3 bundle's 686 MB too) per job
+            self.driver_class_path = os.pathsep.join(jars)
+        else:
+            self.jars = ",".join(jars)
         self.conf = {**launch_conf(settings), **(self.conf or {})}
         self.application_args = [*self.application_args, "--run-date", run_date]
         super().execute(context)
         for outlet in self.outlets:
             if isinstance(outlet, Asset):
                 context["outlet_events"][outlet].extra[RUN_DATE_KEY] = run_date
+
+
+    def _local_master(self) -> bool:
+        """Whether the Airflow connection's master is Spark's local mode (the default, ``local[*]``)."""
+        from airflow.sdk import BaseHook
+
+        from apparel.spark import is_local
+
+        return is_local(BaseHook.get_connection(self._conn_id).host or "")
 
 
 def refresh_query_layer() -> dict[str, str]:

@@ -20,17 +20,25 @@ DELTA_CONF = {
 
 # settings that only take effect when the driver JVM starts
 LAUNCH_SETTINGS = {"spark.master", "spark.jars", "spark.driver.memory", "spark.driver.extraJavaOptions",
-                   "spark.executor.extraJavaOptions", "spark.app.name"}
+                   "spark.driver.extraClassPath", "spark.executor.extraJavaOptions", "spark.app.name"}
+
+
+def is_local(master: str) -> bool:
+    return master.strip().startswith("local")
 
 
 def session_conf(settings: Settings, jars: list[str]) -> dict[str, str]:
+    """The session's settings. In local mode the jars go on the one JVM's class path: ``spark.jars`` would have
+    the executor copy each of them (the 686 MB AWS SDK bundle too) into a temporary folder per session."""
     sp = settings.spark
+    master = str(sp["master"])
     conf = {
-        "spark.master": str(sp["master"]),
+        "spark.master": master,
         "spark.app.name": str(sp.get("app_name", "django-apparel")),
         "spark.driver.memory": str(sp.get("driver_memory", "2g")),
         "spark.sql.shuffle.partitions": str(sp.get("shuffle_partitions", 4)),
-        "spark.jars": ",".join(jars),
+        **({"spark.driver.extraClassPath": os.pathsep.join(jars)} if is_local(master) else
+           {"spark.jars": ",".join(jars)}),
         **DELTA_CONF,
     }
     conf.update({k: str(v) for k, v in (sp.get("conf") or {}).items()})
@@ -57,8 +65,8 @@ def apply_s3a(spark, settings: Settings) -> None:
             hadoop.set(key, value)
 
 
-def get_spark(settings: Settings, app_name: str | None = None):
-    """Return the active session, or build one from ``settings``."""
+def get_spark(settings: Settings, app_name: str | None = None, extra: dict[str, str] | None = None):
+    """Return the active session, or build one from ``settings`` (and the settings ``extra``)."""
     from pyspark.sql import SparkSession
 
     if settings.on_s3:
@@ -76,10 +84,11 @@ def get_spark(settings: Settings, app_name: str | None = None):
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     jars = [] if os.environ.get("PYSPARK_GATEWAY_PORT") else jars_for(
         settings, log=lambda m: print(f"[setup] {m}", file=sys.stderr))
-    conf = session_conf(settings, jars)
+    conf = {**session_conf(settings, jars), **(extra or {})}
     if os.environ.get("PYSPARK_GATEWAY_PORT"):
         # launched by spark-submit: the JVM is up, so its master, jars and JVM options came from the command
-        # line (--master, --jars, --driver-memory); setting them here would override or come too late
+        # line (--master, --jars or --driver-class-path, --driver-memory); setting them here would override or
+        # come too late
         conf = {k: v for k, v in conf.items() if k not in LAUNCH_SETTINGS}
     builder = SparkSession.builder
     for key, value in conf.items():

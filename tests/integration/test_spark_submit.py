@@ -20,9 +20,9 @@ from conftest import in_parallel, settings_in
 BIN = Path(sys.executable).parent
 
 
-def submit(env, jars: str, job, *args):
+def submit(env, class_path: str, job, *args):
     java_options = f"-Duser.timezone=UTC -Dlog4j2.configurationFile=file:{PROJECT_ROOT}/conf/log4j2.properties"
-    cmd = [str(BIN / "spark-submit"), "--master", "local[2]", "--jars", jars,
+    cmd = [str(BIN / "spark-submit"), "--master", "local[2]", "--driver-class-path", class_path,
            "--driver-java-options", java_options,
            str(PROJECT_ROOT / "spark_jobs" / job), *args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=600)
@@ -35,8 +35,8 @@ def test_entry_points_under_spark_submit(sample, tmp_path):
     env.update({"APPAREL_ENV": "ci", "APPAREL_LAKEHOUSE": settings.lakehouse, "APPAREL_LANDING": settings.landing,
                 "APPAREL_STORE_DB": settings.store_db, "PATH": f"{BIN}:{env['PATH']}",
                 "PYSPARK_PYTHON": sys.executable})
-    # JARS=$(apparel jars | paste -sd,), as the README does it
-    jars = ",".join(subprocess.run([str(BIN / "apparel"), "jars"], env=env, capture_output=True, text=True,
+    # CP=$(apparel jars | paste -sd:), as the README does it in local mode
+    jars = ":".join(subprocess.run([str(BIN / "apparel"), "jars"], env=env, capture_output=True, text=True,
                                    check=True).stdout.split())
 
     def submit_ok(job):

@@ -81,3 +81,5 @@ def test_events_for_keys_takes_both_sides_of_an_update_once(spark):
     keys = spark.createDataFrame([(1,), (6,)], "order_id BIGINT")
     got = sorted(r._offset for r in events_for_keys(events, keys, "order_id").collect())
     assert got == [0, 1, 3]
+    # the same keys as a list (a filter, not a join)
+    assert sorted(r._offset for r in events_for_keys(events, [6, 1, 1], "order_id").collect()) == [0, 1, 3]

@@ -106,11 +106,15 @@ def refresh_live(spark, catalog: Catalog, now: datetime, pending=None, touched_o
         stored = lines.join(F.broadcast(pending.scope), "order_id", "left_semi")
         lines = lines.join(F.broadcast(pending.scope), "order_id", "left_anti").unionByName(pending.lines)
     if pending is not None and touched_only and catalog.exists(spark, LIVE):
-        minute = F.date_trunc("minute", "order_date").alias("minute")
-        minutes = stored.select(minute).unionByName(pending.lines.select(minute)).distinct().localCheckpoint()
-        new = dm_sales_live(lines.join(F.broadcast(minutes), F.date_trunc("minute", "order_date")
-                                       == minutes["minute"], "left_semi"), start)
-        old = catalog.read(spark, LIVE).join(F.broadcast(minutes), "minute", "left_semi")
+        minute = F.date_trunc("minute", "order_date")
+        # the touched minutes as text, read back in the session time zone (no Python time zone in between)
+        text = F.date_format(minute, "yyyy-MM-dd HH:mm:ss").alias("m")
+        touched = [F.to_timestamp(F.lit(r[0])) for r in stored.select(text).unionByName(
+            pending.lines.select(text)).distinct().collect() if r[0] is not None]
+        if not touched:
+            return {"upserts": 0, "deletes": 0, "version": None, "metrics": {}}
+        new = dm_sales_live(lines.where(minute.isin(*touched)), start)
+        old = catalog.read(spark, LIVE).where(F.col("minute").isin(*touched))
         return catalog.merge_changes(LIVE, new, old, key=["minute"])
     new = dm_sales_live(lines, start)
     if not catalog.exists(spark, LIVE):

@@ -43,7 +43,7 @@ from datetime import date, datetime, timezone
 
 from apparel.accounting import accounting_lines
 from apparel.catalog import Catalog, run_parallel
-from apparel.cdc_events import events_for_keys, image
+from apparel.cdc_events import LITERAL_KEYS, events_for_keys, image
 from apparel.config import Settings
 from apparel.contract import (
     TableResult,
@@ -208,9 +208,16 @@ class SilverBuild:
         if table not in self.events_read:
             events = self._events(table)
             if not everything:
-                events = events_for_keys(events, scope, "order_id", with_nulls)
+                events = events_for_keys(events, self._scope_keys(scope), "order_id", with_nulls)
             self.events_read[table] = events.localCheckpoint()
         return self.events_read[table]
+
+    def _scope_keys(self, scope):
+        """The scope's order ids as a list when they are few (a filter Delta skips files with), else the frame."""
+        if not hasattr(self, "_scope_list"):
+            few = scope.limit(LITERAL_KEYS + 1).collect()
+            self._scope_list = [r[0] for r in few] if len(few) <= LITERAL_KEYS else None
+        return scope if self._scope_list is None else self._scope_list
 
     def _current(self, name: str):
         return self.catalog.read(self.spark, name) if self.catalog.exists(self.spark, name) else None

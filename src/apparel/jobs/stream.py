@@ -41,8 +41,9 @@ from pathlib import Path
 from apparel.catalog import Catalog, run_parallel
 from apparel.cdc import heartbeat_topic, topics
 from apparel.cdc_events import event_type, parse
-from apparel.config import Settings
+from apparel.config import PROJECT_ROOT, Settings
 from apparel.errors import AccountingError
+from apparel.gold import live_window_start
 from apparel.jobs.gold import refresh_live
 from apparel.jobs.live import consumed_versions, pending
 from apparel.locks import lakehouse_lock
@@ -113,6 +114,7 @@ class Stream:
         self.silver_error: BaseException | None = None
         self.follower: threading.Thread | None = None
         self.consumed: dict[str, int] = {}  # the events' versions silver has applied (apparel.jobs.live)
+        self.live_window = None  # the live mart's window at its last whole refresh by this process
 
     def ensure_tables(self) -> None:
         """Create the events tables (with Delta's change data feed, which silver reads) and
@@ -187,6 +189,7 @@ class Stream:
         from pyspark.sql import functions as F
 
         self.started.wait(60)
+        self.spark.sparkContext.setLocalProperty("spark.scheduler.pool", "live")
         started = utcnow()
         write_status(self.settings, in_batch=True, batch_started_at=started, current_batch=batch_id)
         landed = f"cdc-{batch_id:010d}-{self.query_id[:8]}"
@@ -227,7 +230,8 @@ class Stream:
                 self.wake.set()
             if events:
                 row = [(batch_id, landed, started, utcnow(), total, counts, hb, malformed, newest)]
-                self._append(self.spark.createDataFrame(row, BATCHES_SCHEMA), "ops.stream_batches", app_id, batch_id)
+                self._append(self.spark.createDataFrame(row, BATCHES_SCHEMA), "ops.stream_batches", app_id, batch_id,
+                             commit=False)
             steps.lap("record")
             self.batches_done += 1
             status = {"in_batch": False, "batch_id": batch_id, "finished_at": utcnow(), "alive_at": utcnow(),
@@ -254,17 +258,20 @@ class Stream:
         finally:
             records.unpersist()
 
-    def _append(self, df, name: str, app_id: str, batch_id: int) -> dict:
+    def _append(self, df, name: str, app_id: str, batch_id: int, commit: bool = True) -> dict | None:
         """Append as part of micro-batch ``batch_id``: Delta skips it if this query already wrote that batch.
         Returns that batch's commit (``rows``: what it wrote), found by its tag even when the append was a
-        replay after a crash and other commits (an OPTIMIZE of ``apparel maintain``) came after it."""
+        replay after a crash and other commits (an OPTIMIZE of ``apparel maintain``) came after it; with
+        ``commit`` false, nothing (no look-up)."""
         tag = f"{app_id}-{name}:{batch_id}"
         (df.write.format("delta").mode("append").option("txnAppId", f"{app_id}-{name}")
          .option("txnVersion", batch_id).option("userMetadata", tag).save(self.catalog.path(name)))
-        commit = self.catalog.tagged_commit(self.spark, name, tag, within=20)
-        if commit is None:
+        if not commit:
+            return None
+        found = self.catalog.tagged_commit(self.spark, name, tag, within=20)
+        if found is None:
             raise AccountingError(f"{name}: no commit of stream batch {batch_id} among its last 20 versions")
-        return commit
+        return found
 
     def _live(self, steps: Steps, landed: dict[str, int]) -> None:
         """The fast lane: ``gold.dm_sales_live`` for the minutes of the orders silver has not caught up with,
@@ -286,6 +293,7 @@ class Stream:
 
     def _follow(self) -> None:
         """Silver's thread: apply what landed whenever the query says so, until the stream stops."""
+        self.spark.sparkContext.setLocalProperty("spark.scheduler.pool", "silver")
         while not self.stopping:
             if not self.wake.wait(1):
                 continue
@@ -320,12 +328,21 @@ class Stream:
             build = SilverBuild(self.spark, self.settings, log=lambda m: None,
                                 whole_table_check=self.silver_runs % every == 0)
 
+            # the fast lane keeps the minutes the events touch; the whole window is refreshed when it moved (a
+            # new day), on this process's first run, and when the fast lane could not run yet (silver's first run
+            # over the captured tables)
+            start = live_window_start(self.settings.live_now)
+            whole = start != self.live_window or any(t not in self.consumed for t in FACT_TABLES) \
+                or not self.catalog.exists(self.spark, "gold.dm_sales_live")
+
             def live() -> None:  # once the facts are committed, beside silver's own records
                 consumed = {t: build.versions[t] for t in FACT_TABLES}
-                with lakehouse_lock(self.settings, self.log, "stream", part="live"):
-                    ahead = pending(self.spark, self.catalog, consumed)
-                    refresh_live(self.spark, self.catalog, self.settings.live_now, ahead)
-                    self.consumed = consumed
+                if whole:
+                    with lakehouse_lock(self.settings, self.log, "stream", part="live"):
+                        ahead = pending(self.spark, self.catalog, consumed)
+                        refresh_live(self.spark, self.catalog, self.settings.live_now, ahead)
+                        self.live_window = start
+                self.consumed = consumed
                 refreshed.append(True)
 
             build.alongside = live
@@ -349,7 +366,10 @@ class Stream:
 def main_loop(settings: Settings, log=print) -> int:
     from apparel.spark import get_spark
 
-    spark = get_spark(settings, app_name="apparel-stream")
+    # the fast lane's jobs take the free task slots before silver's (conf/fairscheduler.xml)
+    pools = str(PROJECT_ROOT / "conf" / "fairscheduler.xml")
+    spark = get_spark(settings, app_name="apparel-stream",
+                      extra={"spark.scheduler.mode": "FAIR", "spark.scheduler.allocation.file": pools})
     Stream(spark, settings, log=log).run_forever()
     return 0
 
