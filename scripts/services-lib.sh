@@ -58,16 +58,29 @@ print("APPAREL_S3_SECRET_KEY=" + secrets.token_urlsafe(30))' > "$file")
 running_pid() { kill -0 "$1" 2>/dev/null && [ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" != Z ]; }
 pid_alive() { [ -s "$1" ] && running_pid "$(cat "$1")"; }
 
-# wait_until SECONDS DESCRIPTION PIDFILE LOG COMMAND...: poll COMMAND until it succeeds
+# tail_logs LOG...: the last lines of each log that exists
+tail_logs() {
+  local f
+  for f in "$@"; do
+    if [ -s "$f" ]; then echo "--- last lines of $f:" >&2; tail -25 "$f" >&2; else echo "--- $f: empty or missing" >&2; fi
+  done
+}
+
+# wait_until SECONDS DESCRIPTION PIDFILE LOGS COMMAND...: poll COMMAND until it succeeds (LOGS: one path, or
+# several separated by spaces, shown when the server dies or does not come up)
 wait_until() {
   local secs=$1 what=$2 pidfile=$3 log=$4; shift 4
   local start=$SECONDS
   until "$@" >/dev/null 2>&1; do
     if [ -n "$pidfile" ] && ! pid_alive "$pidfile"; then
-      echo "[$NAME] exited while starting; last lines of $log:" >&2; tail -25 "$log" >&2; exit 1
+      echo "[$NAME] exited while starting" >&2
+      # shellcheck disable=SC2086
+      tail_logs $log; exit 1
     fi
     if (( SECONDS - start > secs )); then
-      echo "[$NAME] not $what after ${secs}s; last lines of $log:" >&2; tail -25 "$log" >&2; exit 1
+      echo "[$NAME] not $what after ${secs}s" >&2
+      # shellcheck disable=SC2086
+      tail_logs $log; exit 1
     fi
     sleep 1
   done

@@ -97,7 +97,8 @@ case "${1:-start}" in
       echo "[$NAME] starting Trino $VERSION on 127.0.0.1:$PORT with $JAVA (logs: $LOGS)" >&2
       launcher start >&2
     fi
-    wait_until 240 "started" "$DIR/trino.pid" "$LOGS/server.log" started
+    # a JVM that dies before its logging starts leaves its reason in the launcher's log only
+    wait_until 240 "started" "$DIR/trino.pid" "$LOGS/launcher.log $LOGS/server.log" started
     echo "[$NAME] ready: $APPAREL_TRINO_URL (catalog lakehouse)" >&2
     ;;
   stop)

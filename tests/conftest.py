@@ -32,8 +32,8 @@ pytest_plugins = ["stack_fixtures"]
 # integration tests that need no service (first those that compare the transforms with the independent model),
 # then the real Airflow, then the object store, Trino and Superset; the change data capture modules start the
 # integration tests, being the longest unit. A module stays in one piece (its
-# module-scoped fixtures are built once), and keeps the order of its tests. scripts/test.sh runs them on two
-# pytest-xdist workers; each worker takes the next group in this order when it is free.
+# module-scoped fixtures are built once), and keeps the order of its tests. scripts/test.sh runs them on
+# pytest-xdist workers (three); each worker takes the next group in this order when it is free.
 EARLY_MODULES = ["test_pipeline_shared.py", "test_contract_dirty.py", "test_cli.py"]
 
 
@@ -52,7 +52,7 @@ def pytest_collection_modifyitems(config, items):
     def rank(item: pytest.Item) -> tuple[int, int]:
         name = item.path.name
         if name in CDC_MODULES:  # the longest unit (about 10 minutes): first of the integration tests, so that
-            return 1, -1         # it runs on one worker while the other goes through the rest
+            return 1, -1         # it runs on one worker while the others go through the rest
         return tier[item.path], EARLY_MODULES.index(name) if name in EARLY_MODULES else len(EARLY_MODULES)
 
     items.sort(key=rank)  # stable: collection order within a rank
@@ -67,7 +67,7 @@ CDC_MODULES = {"test_kafka.py", "test_stream.py"}
 
 
 def _check_service_modules(items) -> None:
-    """A module with a `services` test must be in SERVICE_MODULES (or two workers would start the servers)."""
+    """A module with a `services` test must be in SERVICE_MODULES (or two workers could start the servers)."""
     for marker, group, name in (("services", SERVICE_MODULES, "SERVICE_MODULES"), ("cdc", CDC_MODULES, "CDC_MODULES")):
         missing = sorted({item.path.name for item in items if item.get_closest_marker(marker)} - group)
         if missing:
@@ -77,7 +77,7 @@ def _check_service_modules(items) -> None:
 if importlib.util.find_spec("xdist") is not None:
     @pytest.hookimpl(tryfirst=True)
     def pytest_xdist_make_scheduler(config, log):
-        """scripts/test.sh runs the tests on two pytest-xdist workers. A work unit goes whole to one worker: a
+        """scripts/test.sh runs the tests on three pytest-xdist workers. A work unit goes whole to one worker: a
         unit test alone, an integration module whole (its module-scoped fixtures are built once), and the
         SERVICE_MODULES together. Units are handed out in the order above, each to the next free worker.
         (Our own grouping: `--dist loadgroup` loses its groups with pytest 9.2, pytest-xdist#1386.)"""

@@ -53,6 +53,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "APPAREL_STREAM_CHECKPOINT": "stream.checkpoint",
     "APPAREL_STREAM_MAX_LAG_SECONDS": "stream.health_max_lag_seconds",
     "APPAREL_STREAM_STATE_DIR": "stream.state_dir",
+    "APPAREL_STREAM_SILVER_INTERVAL": "stream.silver_interval",
     "APPAREL_LIVE_NOW": "stream.live_now",
 }
 
@@ -159,6 +160,7 @@ class StreamSettings:
     health_max_lag_seconds: int
     state_dir: str          # local: pid, log and status.json of `apparel stream`
     full_check_every: int   # the stream's silver runs between whole-table accounting checks
+    silver_interval: int    # seconds from the start of one of the stream's silver runs to the next, at least
 
 
 @dataclass(frozen=True)
@@ -243,6 +245,7 @@ class Settings:
             health_max_lag_seconds=_setting_int(self.raw, "stream.health_max_lag_seconds", 1),
             state_dir=resolve_path(str(s.get("state_dir") or "./var/stream")),
             full_check_every=_setting_int(self.raw, "stream.full_check_every", 1),
+            silver_interval=_setting_int(self.raw, "stream.silver_interval", 0),
         )
 
     @property

@@ -72,6 +72,8 @@ class Story:
                     "APPAREL_CDC_TOPIC_PREFIX": f"t{tag}", "APPAREL_CDC_SLOT": f"t{tag}",
                     "APPAREL_STREAM_CHECKPOINT": str(root / "checkpoint"),
                     "APPAREL_STREAM_STATE_DIR": str(root / "stream"), "APPAREL_STREAM_TRIGGER": "1 second",
+                    # silver as soon as events land: the tests wait for it after each step
+                    "APPAREL_STREAM_SILVER_INTERVAL": "0",
                     "APPAREL_LIVE_NOW": NOW.isoformat(), "TZ": "UTC"}
         self.on = load_settings(env="ci", environ=self.env)
         self.off = load_settings(env="ci", environ={**self.env, "APPAREL_CDC": ""})

@@ -35,6 +35,7 @@ import json
 import os
 import signal
 import threading
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -294,12 +295,17 @@ class Stream:
     def _follow(self) -> None:
         """Silver's thread: apply what landed whenever the query says so, until the stream stops."""
         self.spark.sparkContext.setLocalProperty("spark.scheduler.pool", "silver")
+        interval, last = self.settings.stream.silver_interval, None
         while not self.stopping:
             if not self.wake.wait(1):
                 continue
+            # at most one run per stream.silver_interval: the live mart does not wait for silver
+            while last is not None and time.monotonic() - last < interval and not self.stopping:
+                time.sleep(0.5)
             self.wake.clear()
             if self.stopping:
                 break
+            last = time.monotonic()
             try:
                 self._apply()
             except BaseException as exc:  # noqa: BLE001 - the stream stops and says why
