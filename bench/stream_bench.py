@@ -14,7 +14,8 @@ stream has caught up again:
   micro-batches that carried only heartbeats (Spark's floor for a batch that does nothing). Also the *silver*
   latency: until the silver run that applied the batch recorded it (``ops.silver_batches.consumed_at``);
 - **lag**: the most messages the stream was behind while the simulator ran, and how long it needed to catch up
-  after the simulator stopped (a rate is sustained when that stays within two micro-batches);
+  after the simulator stopped (a rate is sustained when that stays within two micro-batches), and how long silver
+  needed to apply everything after that;
 - **memory**: the peak resident set (VmHWM) of the Kafka broker, Kafka Connect and the stream's JVM.
 
 It prints figures and never asserts them. Usage:
@@ -65,12 +66,15 @@ def status(env: dict) -> dict:
     return stream_status(load_settings(env=env.get("APPAREL_ENV"), environ=env))
 
 
-def caught_up(env: dict, timeout: float = 900) -> float:
-    """Seconds until the stream has no message left, has finished one more micro-batch after that, and silver
-    (behind the query) has applied every batch that landed."""
-    from apparel.jobs.stream import silver_caught_up
+def caught_up(env: dict, timeout: float = 900) -> tuple[float, float]:
+    """Seconds until the stream has no message left and has finished one more micro-batch after that (the live
+    mart has caught up), and until silver (behind the query) has also applied every batch that landed."""
+    from apparel.config import load_settings
+    from apparel.jobs.stream import read_status, silver_caught_up
 
+    settings = load_settings(env=env.get("APPAREL_ENV"), environ=env)
     start = time.monotonic()
+    live = None
     while time.monotonic() - start < timeout:
         st = status(env)
         if st.get("running") is False:
@@ -78,10 +82,11 @@ def caught_up(env: dict, timeout: float = 900) -> float:
         if st.get("lag_messages") == 0:
             seen = st.get("batch_id")
             while time.monotonic() - start < timeout:
-                st = status(env)
-                if st.get("batch_id") is not None and seen is not None and st["batch_id"] > seen \
-                        and silver_caught_up(st):
-                    return time.monotonic() - start
+                st = read_status(settings)
+                if live is None and st.get("batch_id") is not None and seen is not None and st["batch_id"] > seen:
+                    live = time.monotonic() - start
+                if live is not None and silver_caught_up(st):
+                    return live, time.monotonic() - start
                 time.sleep(0.5)
         time.sleep(1)
     raise SystemExit(f"the stream did not catch up in {timeout:.0f} s")
@@ -146,7 +151,7 @@ def main() -> int:
         print("[bench] starting the capture (scripts/services.sh up cdc) and the stream", flush=True)
         run(["bash", "scripts/services.sh", "up", "cdc"], env)
         apparel(env, "stream", "start", timeout=600)
-        print(f"[bench] initial snapshot applied in {caught_up(env):.0f} s", flush=True)
+        print(f"[bench] initial snapshot applied in {caught_up(env)[1]:.0f} s", flush=True)
         for rate in rates:
             log = work / f"sim-{rate:g}.jsonl"
             print(f"[bench] {rate:g} orders/s for {args.duration} s", flush=True)
@@ -161,8 +166,9 @@ def main() -> int:
                     memory[name] = max(memory.get(name, 0), vm_hwm_kib(pid) or 0)
                 time.sleep(2)
             report = json.loads(sim.stdout.read())
-            drain = caught_up(env)
-            results.append({"rate": rate, "report": report, "log": log, "max_lag": max_lag, "drain": drain})
+            drain, silver_drain = caught_up(env)
+            results.append({"rate": rate, "report": report, "log": log, "max_lag": max_lag, "drain": drain,
+                            "silver_drain": silver_drain})
         for name, pid in jvm_pids(env).items():
             memory[name] = max(memory.get(name, 0), vm_hwm_kib(pid) or 0)
         latencies = measure(env, results)
@@ -188,9 +194,9 @@ def main() -> int:
                      f"{lat['pickup_p50']:.1f}", f"{lat['proc_p50']:.1f}",
                      f"{lat['proc_p50'] / floor['p50']:.1f}x" if floor["p50"] else "-",
                      f"{lat['silver_p50']:.1f}", f"{lat['silver_p95']:.1f}",
-                     str(r["max_lag"]), f"{r['drain']:.0f}"])
+                     str(r["max_lag"]), f"{r['drain']:.0f}", f"{r['silver_drain']:.0f}"])
     print_table(["rate/s", "achieved", "orders", "p50 s", "p95 s", "max s", "pickup p50", "batch p50",
-                 "batch/floor", "silver p50", "silver p95", "max lag msgs", "catch-up s"], rows)
+                 "batch/floor", "silver p50", "silver p95", "max lag msgs", "catch-up s", "silver catch-up s"], rows)
     print("\npeak resident memory (VmHWM):")
     for name, kib in memory.items():
         print(f"  {name:<24} {mib(kib)}")

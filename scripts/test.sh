@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test: unit, contract and integration (real Spark + Delta, SQLite, the project's PostgreSQL, object
 # store and Trino, which the tests start with scripts/postgres.sh and scripts/services.sh), the fast ones first
-# (tests/conftest.py orders them), on three pytest-xdist workers. Extra arguments go to pytest. It prints the 25
+# (tests/conftest.py orders them), on two pytest-xdist workers. Extra arguments go to pytest. It prints the 25
 # slowest tests and keeps the JUnit XML report in artifacts/junit.xml. The exit code is pytest's: a failure, or
 # no test collected at all (5), fails the run.
 set -euo pipefail
@@ -21,8 +21,8 @@ fi
 services_were_up=0
 bash scripts/services.sh status >/dev/null 2>&1 && services_were_up=1
 status=0
-# three workers by default (APPAREL_TEST_WORKERS=0 runs in one process); tests/conftest.py groups them
-workers=${APPAREL_TEST_WORKERS:-3}
+# two workers by default (APPAREL_TEST_WORKERS=0 runs in one process); tests/conftest.py groups them
+workers=${APPAREL_TEST_WORKERS:-2}
 xdist=()
 if [ "$workers" != 0 ]; then xdist=(-n "$workers" --dist loadscope --no-loadscope-reorder); fi
 .venv/bin/python -m pytest tests "${xdist[@]}" --durations=25 --junitxml=artifacts/junit.xml "$@" || status=$?

@@ -33,7 +33,7 @@ pytest_plugins = ["stack_fixtures"]
 # then the real Airflow, then the object store, Trino and Superset; the change data capture modules start the
 # integration tests, being the longest unit. A module stays in one piece (its
 # module-scoped fixtures are built once), and keeps the order of its tests. scripts/test.sh runs them on
-# pytest-xdist workers (three); each worker takes the next group in this order when it is free.
+# pytest-xdist workers (two); each worker takes the next group in this order when it is free.
 EARLY_MODULES = ["test_pipeline_shared.py", "test_contract_dirty.py", "test_cli.py"]
 
 
@@ -77,7 +77,7 @@ def _check_service_modules(items) -> None:
 if importlib.util.find_spec("xdist") is not None:
     @pytest.hookimpl(tryfirst=True)
     def pytest_xdist_make_scheduler(config, log):
-        """scripts/test.sh runs the tests on three pytest-xdist workers. A work unit goes whole to one worker: a
+        """scripts/test.sh runs the tests on two pytest-xdist workers. A work unit goes whole to one worker: a
         unit test alone, an integration module whole (its module-scoped fixtures are built once), and the
         SERVICE_MODULES together. Units are handed out in the order above, each to the next free worker.
         (Our own grouping: `--dist loadgroup` loses its groups with pytest 9.2, pytest-xdist#1386.)"""
