@@ -157,8 +157,8 @@ def events_for_keys(events: DataFrame, keys, key: str, with_nulls: bool = False)
         hit = F.col("_key_before").isin(values) | F.col("_key_after").isin(values)
         return events.where(hit | nulls if with_nulls else hit)
     if isinstance(keys, (list, tuple)):
-        keys = events.sparkSession.createDataFrame([(k,) for k in set(keys)], events.schema["_key_after"].dataType) \
-            .toDF(key)
+        schema = StructType([StructField(key, events.schema["_key_after"].dataType)])
+        keys = events.sparkSession.createDataFrame([(k,) for k in set(keys)], schema)
     k = keys.select(F.col(key).alias("_k")).distinct()
     hit = events.join(F.broadcast(k), events["_key_before"] == k["_k"], "left_semi").unionByName(
         events.join(F.broadcast(k), events["_key_after"] == k["_k"], "left_semi"))

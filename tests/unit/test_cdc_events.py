@@ -9,6 +9,7 @@ from datetime import datetime
 
 from pyspark.testing import assertDataFrameEqual
 
+from apparel import cdc_events
 from apparel.cdc_events import events_for_keys, image, image_problems, parse
 from apparel.schemas import SOURCES
 
@@ -75,11 +76,13 @@ def test_a_delete_of_a_row_never_added_is_a_problem(spark):
     assert [r.order_id for r in image_problems(events, ORDERS).collect()] == [9]
 
 
-def test_events_for_keys_takes_both_sides_of_an_update_once(spark):
+def test_events_for_keys_takes_both_sides_of_an_update_once(spark, monkeypatch):
     events = landed(spark, [event("c", after=order(1)), event("u", before=order(1), after=order(1, 9)),
                             event("c", after=order(5)), event("u", before=order(5), after=order(6))])
     keys = spark.createDataFrame([(1,), (6,)], "order_id BIGINT")
     got = sorted(r._offset for r in events_for_keys(events, keys, "order_id").collect())
     assert got == [0, 1, 3]
-    # the same keys as a list (a filter, not a join)
+    # the same keys as a list (a filter, not a join), and a list longer than a filter takes (a join again)
+    assert sorted(r._offset for r in events_for_keys(events, [6, 1, 1], "order_id").collect()) == [0, 1, 3]
+    monkeypatch.setattr(cdc_events, "LITERAL_KEYS", 1)
     assert sorted(r._offset for r in events_for_keys(events, [6, 1, 1], "order_id").collect()) == [0, 1, 3]
