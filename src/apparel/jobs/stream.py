@@ -15,10 +15,11 @@ lane, a few seconds):
 Silver follows in a thread of its own (:meth:`Stream._follow`): whenever events landed, it runs silver
 incrementally (:class:`apparel.jobs.silver.SilverBuild`) over the events since its last run (the same contract,
 the same MERGEs as the batch, so an update or a delete changes ``fct_order_lines`` and a row that breaks the
-contract goes to quarantine with its reason), then refreshes the live mart's whole window (minutes that left it
-are deleted). It holds the lakehouse's writer lock (:mod:`apparel.locks`) meanwhile; the fast lane does not wait
-for it. Since the overlay is judged by silver's rules, the live figures do not move when silver catches up. A
-silver run that fails stops the stream (its error in the log); the next start catches up.
+contract goes to quarantine with its reason); on its first run and when the day changed it also refreshes the live
+mart's whole window (minutes that left it are deleted). It holds the lakehouse's writer lock
+(:mod:`apparel.locks`) meanwhile; the fast lane does not wait for it. Since the overlay is judged by silver's
+rules, the live figures do not move when silver catches up. A silver run that fails stops the stream (its error in
+the log); the next start catches up.
 
 The monthly marts are left to the next batch run: the stream's silver runs are in ``ops.silver_runs`` with their
 touched months, which gold reads. Master tables' events are landed but not applied: their dimensions are SCD2
@@ -107,7 +108,6 @@ class Stream:
         self.query_id: str | None = None
         self.started = threading.Event()
         self.stopping = False
-        self.batches_done = 0
         # silver's thread: woken when fact events landed; the last micro-batch they came in; its failure
         self.wake = threading.Event()
         self.landed_upto: int | None = None
@@ -234,7 +234,6 @@ class Stream:
                 self._append(self.spark.createDataFrame(row, BATCHES_SCHEMA), "ops.stream_batches", app_id, batch_id,
                              commit=False)
             steps.lap("record")
-            self.batches_done += 1
             status = {"in_batch": False, "batch_id": batch_id, "finished_at": utcnow(), "alive_at": utcnow(),
                       "batch_seconds": round((utcnow() - started).total_seconds(), 2)}
             if events:
@@ -315,8 +314,8 @@ class Stream:
                 return
 
     def _apply(self) -> None:
-        """Silver over the events landed since its last run, then the live mart's whole window, under the
-        writer lock."""
+        """Silver over the events landed since its last run (and the live mart's whole window when needed),
+        under the writer lock."""
         from apparel.jobs.silver import CONTRACT_ORDER, SilverBuild
 
         masters = [t for t in CONTRACT_ORDER if t not in FACT_TABLES]
