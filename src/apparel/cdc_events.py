@@ -141,6 +141,16 @@ def image_problems(events: DataFrame, table: SourceTable) -> DataFrame:
     return _counted(events, table).where("_n < 0")
 
 
+def changed_keys(spark, path: str, since: int, upto: int, key: str = "order_id") -> DataFrame:
+    """The keys (column ``key``: the row's key before the change for an update or a delete, after it for a
+    snapshot read, an insert or an update) and micro-batches (``_batch_id``) of the events appended to the events
+    table at ``path`` after version ``since`` up to ``upto``, from Delta's change data feed."""
+    events = (spark.read.format("delta").option("readChangeFeed", "true").option("startingVersion", since + 1)
+              .option("endingVersion", upto).load(path).where("_change_type = 'insert'"))
+    return events.where(F.col("op").isin("u", "d")).select(F.col("_key_before").alias(key), "_batch_id") \
+        .unionByName(events.where(F.col("op").isin("r", "c", "u")).select(F.col("_key_after").alias(key), "_batch_id"))
+
+
 # up to this many keys are matched as a literal list: a filter Delta can skip files with (each event's file
 # carries the range of its keys), and no join; more go through a broadcast semi-join
 LITERAL_KEYS = 5000

@@ -5,12 +5,13 @@ and only the order months of the window read. Expected rows are worked out by ha
 from __future__ import annotations
 
 import shutil
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from pyspark.testing import assertDataFrameEqual, assertSchemaEqual
 
 from apparel.catalog import Catalog
+from apparel.gold import live_window_start
 from apparel.jobs.gold import refresh_live
 from conftest import settings_in
 
@@ -75,7 +76,7 @@ EPOCH = datetime(1970, 1, 1)
 
 
 def _micros(t: datetime) -> int:
-    return int((t - EPOCH).total_seconds() * 1_000_000)
+    return (t - EPOCH) // timedelta(microseconds=1)
 
 
 def _order(order_id, when, customer_id):
@@ -88,9 +89,9 @@ def _line(detail_id, order_id, qty, price, sales=None):
             "unit_sales": qty * price if sales is None else sales}
 
 
-def _land(spark, catalog, table, changes, batch):
-    """Append Debezium events (op, before, after) to bronze.cdc_<table> as the stream does, at the topic's next
-    offsets; returns the table's version."""
+def _events(spark, catalog, table, changes, batch):
+    """Debezium events (op, before, after) of bronze.cdc_<table>, parsed as the stream parses them, at the
+    topic's next offsets."""
     import json
 
     from apparel.cdc_events import parse
@@ -103,31 +104,50 @@ def _land(spark, catalog, table, changes, batch):
     records = spark.createDataFrame([(None, bytearray(v.encode()), f"t.public.{table}", 0, first + i)
                                      for i, v in enumerate(values)],
                                     "key BINARY, value BINARY, topic STRING, partition INT, offset BIGINT")
-    parse(records, SOURCES[table], batch, NOW).write.format("delta").mode("append").save(
-        catalog.path(f"bronze.cdc_{table}"))
+    return parse(records, SOURCES[table], batch, NOW).localCheckpoint()
+
+
+def _land(spark, catalog, table, changes, batch, landed=None):
+    """Append those events to bronze.cdc_<table> as the stream does; returns the table's version (and keeps the
+    parsed events in ``landed``, by table, for the fast lane)."""
+    events = _events(spark, catalog, table, changes, batch)
+    events.write.format("delta").mode("append").save(catalog.path(f"bronze.cdc_{table}"))
+    if landed is not None:
+        landed[table] = events
     return catalog.version(spark, f"bronze.cdc_{table}")
 
 
-def test_the_fast_lane_counts_pending_events_as_silver_will(spark, tmp_path):
-    from apparel.jobs.live import pending
+# the times of orders 1-4 of the tests below
+T1, T2, T3, T4 = (datetime(2026, 11, 28, 9, 30, 10), datetime(2026, 11, 28, 9, 30, 40),
+                  datetime(2026, 11, 28, 10, 0), datetime(2026, 11, 28, 11, 15, 5))
+L12, L21, L31 = _line(12, 1, 1, 50), _line(21, 2, 1, 30), _line(31, 3, 3, 10)
+
+
+def _silver_applied(spark, tmp_path):
+    """What silver applied: three orders, four lines (snapshot reads), and the facts it stored from them, with
+    the live mart refreshed from those. Returns the catalog and the events tables' versions silver consumed."""
     from apparel.jobs.stream import Stream
 
     settings = settings_in(tmp_path)
     catalog = Catalog(settings)
     Stream(spark, settings, log=lambda m: None).ensure_tables()  # the events tables, change data feed on
-    t1, t2, t3, t4 = (datetime(2026, 11, 28, 9, 30, 10), datetime(2026, 11, 28, 9, 30, 40),
-                      datetime(2026, 11, 28, 10, 0), datetime(2026, 11, 28, 11, 15, 5))
-    # what silver applied: three orders, four lines (snapshot reads), and the facts it stored from them
-    o1, o2, o3 = _order(1, t1, 7), _order(2, t2, 8), _order(3, t3, 7)
-    l11, l12, l21, l31 = _line(11, 1, 2, 100), _line(12, 1, 1, 50), _line(21, 2, 1, 30), _line(31, 3, 3, 10)
-    consumed = {"orders": _land(spark, catalog, "orders", [("r", None, o) for o in (o1, o2, o3)], "b0"),
+    orders = [_order(1, T1, 7), _order(2, T2, 8), _order(3, T3, 7)]
+    consumed = {"orders": _land(spark, catalog, "orders", [("r", None, o) for o in orders], "b0"),
                 "order_details": _land(spark, catalog, "order_details",
-                                       [("r", None, x) for x in (l11, l12, l21, l31)], "b0")}
-    catalog.overwrite(lines(spark, [(1, t1, 7, 2, 200), (1, t1, 7, 1, 50), (2, t2, 8, 1, 30), (3, t3, 7, 3, 30)]),
+                                       [("r", None, x) for x in (_line(11, 1, 2, 100), L12, L21, L31)], "b0")}
+    catalog.overwrite(lines(spark, [(1, T1, 7, 2, 200), (1, T1, 7, 1, 50), (2, T2, 8, 1, 30), (3, T3, 7, 3, 30)]),
                       "silver.fct_order_lines", partition_by=["order_month"])
     refresh_live(spark, catalog, NOW)
     assertDataFrameEqual(catalog.read(spark, "gold.dm_sales_live"), spark.createDataFrame([
         (datetime(2026, 11, 28, 9, 30), 2, 4, 280, 2), (datetime(2026, 11, 28, 10, 0), 1, 3, 30, 1)], LIVE_DDL))
+    return catalog, consumed
+
+
+def test_the_fast_lane_counts_pending_events_as_silver_will(spark, tmp_path):
+    from apparel.jobs.live import pending
+
+    catalog, consumed = _silver_applied(spark, tmp_path)
+    t1, t3, t4, l12, l21 = T1, T3, T4, L12, L21
 
     # landed since: line 12's quantity 1 -> 4, line 21 deleted (order 2 is left without lines), a new order 4
     # with a good line and one of quantity 0, a line whose amount does not match, a line of an unknown order
@@ -153,4 +173,50 @@ def test_the_fast_lane_counts_pending_events_as_silver_will(spark, tmp_path):
                       "silver.fct_order_lines", partition_by=["order_month"])
     assert pending(spark, catalog, versions) is None
     assert refresh_live(spark, catalog, NOW)["version"] is None
+    assertDataFrameEqual(catalog.read(spark, "gold.dm_sales_live"), expected)
+
+
+def test_the_lane_judges_each_batch_as_the_slow_path_does(spark, tmp_path):
+    """The stream's state after its first micro-batch (apparel.jobs.live.LiveLane): each later batch judges only
+    its own orders, reading the history of an order it has not seen from the events tables, and leaves the live
+    mart as the slow path (silver's facts with every pending event judged on top) computes it."""
+    from apparel.jobs.live import LiveLane, pending
+
+    catalog, consumed = _silver_applied(spark, tmp_path)
+    t4, t6, l12, l21, l31 = T4, datetime(2026, 11, 28, 11, 59, 59, 999999), L12, L21, L31
+    lane = LiveLane.load(spark, catalog, live_window_start(NOW), consumed, None)
+    assert (lane.known, sorted(lane.lines)) == (3, [1, 2, 3])
+
+    # batch 1, as in the test above: orders 1 and 2 (at or below the highest known id: their history is read),
+    # a new order 4 and a line of an unknown order 5 (above it: their events are all in the batch)
+    batch = {}
+    versions = {"orders": _land(spark, catalog, "orders", [("c", None, _order(4, t4, 9))], "b1", batch),
+                "order_details": _land(spark, catalog, "order_details", [
+                    ("u", l12, _line(12, 1, 4, 50)), ("d", l21, None), ("c", None, _line(41, 4, 2, 25)),
+                    ("c", None, _line(42, 4, 0, 25)), ("c", None, _line(13, 1, 1, 10, sales=11)),
+                    ("c", None, _line(51, 5, 1, 10))], "b1", batch)}
+    done = lane.apply(batch, versions)
+    assert (done["orders"], done["read"]) == (4, 2)
+    assertDataFrameEqual(catalog.read(spark, "gold.dm_sales_live"), spark.createDataFrame([
+        (datetime(2026, 11, 28, 9, 30), 1, 6, 400, 1), (datetime(2026, 11, 28, 10, 0), 1, 3, 30, 1),
+        (datetime(2026, 11, 28, 11, 15), 1, 2, 50, 1)], LIVE_DDL))
+
+    # batch 2: order 3's line 3 -> 5 units (its history is read), order 4's good line 2 -> 3 units (known to the
+    # lane since batch 1: nothing read), a new order 6 in the window's last microsecond of 11:59
+    batch = {}
+    l41 = _line(41, 4, 2, 25)
+    versions = {"orders": _land(spark, catalog, "orders", [("c", None, _order(6, t6, 8))], "b2", batch),
+                "order_details": _land(spark, catalog, "order_details", [
+                    ("u", l31, _line(31, 3, 5, 10)), ("u", l41, _line(41, 4, 3, 25)),
+                    ("c", None, _line(61, 6, 1, 20))], "b2", batch)}
+    done = lane.apply(batch, versions)
+    assert (done["orders"], done["read"]) == (3, 1)
+    expected = spark.createDataFrame([
+        (datetime(2026, 11, 28, 9, 30), 1, 6, 400, 1), (datetime(2026, 11, 28, 10, 0), 1, 5, 50, 1),
+        (datetime(2026, 11, 28, 11, 15), 1, 3, 75, 1), (datetime(2026, 11, 28, 11, 59), 1, 1, 20, 1)], LIVE_DDL)
+    assertDataFrameEqual(catalog.read(spark, "gold.dm_sales_live"), expected)
+    m = done["metrics"]
+    assert [int(m[f"numTargetRows{k}"]) for k in ("Updated", "Inserted", "Deleted")] == [2, 1, 0]
+    # the slow path over every event silver has not applied finds nothing to change
+    assert refresh_live(spark, catalog, NOW, pending(spark, catalog, consumed, versions))["version"] is None
     assertDataFrameEqual(catalog.read(spark, "gold.dm_sales_live"), expected)

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from apparel.catalog import Catalog
-from apparel.cdc_events import events_for_keys, image
+from apparel.catalog import Catalog, run_parallel
+from apparel.cdc_events import LITERAL_KEYS, changed_keys, event_type, events_for_keys, image
 from apparel.contract import judged, valid_rows
 from apparel.schemas import SOURCES
 from apparel.silver import line_revenue
@@ -53,20 +53,13 @@ def pending(spark, catalog: Catalog, consumed: dict[str, int], versions: dict[st
     """The overlay for the events after ``consumed`` up to ``versions`` (default: the tables' current versions).
     None when silver has not consumed the captured tables yet (its first run over them is a full one) or when
     nothing is pending."""
-    from pyspark.sql import functions as F
 
     if any(t not in consumed for t in FACTS):
         return None
     if versions is None:
         versions = {t: catalog.version(spark, f"bronze.cdc_{t}") for t in FACTS}
-    keys = []
-    for t in FACTS:
-        if versions[t] <= consumed[t]:
-            continue
-        events = (spark.read.format("delta").option("readChangeFeed", "true")
-                  .option("startingVersion", consumed[t] + 1).option("endingVersion", versions[t])
-                  .load(catalog.path(f"bronze.cdc_{t}")).where("_change_type = 'insert'"))
-        keys.append(events.select(F.explode(F.array("_key_before", "_key_after")).alias("order_id")))
+    keys = [changed_keys(spark, catalog.path(f"bronze.cdc_{t}"), consumed[t], versions[t]).select("order_id")
+            for t in FACTS if versions[t] > consumed[t]]
     if not keys:
         return None
     scope = keys[0] if len(keys) == 1 else keys[0].unionByName(keys[1])
@@ -77,11 +70,159 @@ def pending(spark, catalog: Catalog, consumed: dict[str, int], versions: dict[st
     scope = spark.createDataFrame([(i,) for i in ids], "order_id BIGINT")
 
     def rows(t: str):
-        events = spark.read.format("delta").option("versionAsOf", versions[t]).load(catalog.path(f"bronze.cdc_{t}"))
-        return image(events_for_keys(events, ids, "order_id"), SOURCES[t])
+        return events_for_keys(spark.read.format("delta").option("versionAsOf", versions[t])
+                               .load(catalog.path(f"bronze.cdc_{t}")), ids, "order_id")
 
-    orders = valid_rows(judged(rows("orders"), SOURCES["orders"]), SOURCES["orders"])
-    lines = valid_rows(judged(rows("order_details"), SOURCES["order_details"], orders), SOURCES["order_details"])
-    facts = lines.join(orders.select("order_id", "order_date", "customer_id"), "order_id").select(
+    return Pending(scope, judged_lines(rows("orders"), rows("order_details")).localCheckpoint(), dict(versions))
+
+
+def judged_lines(orders_events, details_events, ids: list | None = None):
+    """The valid fact lines (:data:`LIVE_COLUMNS`) that the contract makes of the events of some orders (every
+    event of each: :func:`apparel.cdc_events.image` needs an order's whole history); with ``ids``, only the
+    rows of those orders are judged (an event that moved a row to another order also holds that order's row)."""
+    from pyspark.sql import functions as F
+
+    def rows(events, t: str):
+        img = image(events, SOURCES[t])
+        if ids is None:
+            return img
+        if len(ids) <= LITERAL_KEYS:
+            return img.where(F.col("order_id").isin(sorted(ids)))
+        keep = img.sparkSession.createDataFrame([(i,) for i in ids], "order_id BIGINT")
+        return img.join(F.broadcast(keep), "order_id", "left_semi")
+
+    orders = valid_rows(judged(rows(orders_events, "orders"), SOURCES["orders"]), SOURCES["orders"])
+    lines = valid_rows(judged(rows(details_events, "order_details"), SOURCES["order_details"], orders),
+                       SOURCES["order_details"])
+    return lines.join(orders.select("order_id", "order_date", "customer_id"), "order_id").select(
         "order_id", "order_date", "customer_id", "qty", line_revenue().alias("line_revenue"))
-    return Pending(scope, facts.localCheckpoint(), dict(versions))
+
+
+# what the lane keeps of an event: enough to rebuild its image, and its place in Kafka (which makes it unique)
+EVENT_COLUMNS = ["op", "before", "after", "_key_before", "_key_after", "_batch_id", "_topic", "_partition",
+                 "_offset"]
+# JSON keeps timestamps to the microsecond (Spark's default format stops at milliseconds), in the session's zone
+JSON = {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX"}
+
+
+class LiveLane:
+    """The fast lane's state in the stream's driver, so that a micro-batch judges only its own orders and
+    recomputes only its own minutes, without reading silver or the change data feed again.
+
+    - ``lines``: the valid fact lines of every order in the live window (as JSON, per order id, with the
+      minute they fall in), loaded once as :func:`apparel.jobs.gold.refresh_live` sees them (silver's fact
+      lines with the pending orders judged on top), then replaced order by order as micro-batches judge them;
+    - ``events``: every change event of the orders judged since then (as JSON, per order id and table). An
+      order's history is complete in the lane when it was read from the events tables the first time a
+      micro-batch touched it, or when its id is above ``known``, the highest order id in the events tables at
+      the load: every event of a higher id came in a micro-batch since, and each one passes here.
+
+    Each micro-batch (:meth:`apply`): its events join their orders' histories (the histories of ids at or
+    below ``known`` seen for the first time are read from the events tables, by key), the contract judges
+    those orders (:func:`judged_lines`, the same image, rules and revenue as silver), their lines replace the
+    old ones, and the minutes either touched are merged into ``gold.dm_sales_live``. The state lives as long as
+    the window: a new day (or a new process) loads it again. It holds the window's lines and the events of the
+    orders touched since the load: memory grows with the orders of two days."""
+
+    def __init__(self, spark, catalog: Catalog, start, known: int, line_schema):
+        self.spark = spark
+        self.catalog = catalog
+        self.start = start  # the window the state is for (apparel.gold.live_window_start)
+        self.known = known
+        self.line_schema = line_schema
+        self.lines: dict[int, tuple[int, list[str]]] = {}  # order id -> (minute in epoch micros, lines as JSON)
+        self.by_minute: dict[int, set[int]] = {}
+        self.events: dict[int, dict[str, list[str]]] = {}
+
+    @classmethod
+    def load(cls, spark, catalog: Catalog, start, versions: dict[str, int], ahead: Pending | None) -> "LiveLane":
+        """The state at ``versions`` of the events tables, ``ahead`` being the pending overlay there."""
+        from pyspark.sql import functions as F
+
+        lines = catalog.read(spark, "silver.fct_order_lines").where(
+            F.col("order_month") >= F.lit(start.date().replace(day=1))).select(*LIVE_COLUMNS)
+        if ahead is not None:
+            lines = lines.join(F.broadcast(ahead.scope), "order_id", "left_anti").unionByName(ahead.lines)
+        known = None
+        for t in FACTS:
+            events = spark.read.format("delta").option("versionAsOf", versions[t]).load(
+                catalog.path(f"bronze.cdc_{t}"))
+            top = events.agg(F.max(F.greatest("_key_before", "_key_after"))).collect()[0][0]
+            known = top if known is None or (top is not None and top > known) else known
+        lane = cls(spark, catalog, start, -1 if known is None else int(known), lines.schema)
+        lane._keep(lane._collect_lines(lines))
+        return lane
+
+    def _collect_lines(self, lines) -> dict[int, tuple[int, list[str]]]:
+        from pyspark.sql import functions as F
+
+        start = F.to_timestamp(F.lit(self.start.isoformat(sep=" ")))  # as dm_sales_live reads it
+        rows = lines.where(F.col("order_date") >= start).select(
+            "order_id", F.unix_micros(F.date_trunc("minute", "order_date")).alias("m"),
+            F.to_json(F.struct(*LIVE_COLUMNS), JSON).alias("j")).collect()
+        out: dict[int, tuple[int, list[str]]] = {}
+        for order_id, minute, text in rows:
+            out.setdefault(order_id, (minute, []))[1].append(text)
+        return out
+
+    def _keep(self, judged: dict[int, tuple[int, list[str]]], ids=()) -> set[int]:
+        """Replace the lines of ``ids`` (and of the orders in ``judged``) by ``judged``'s; the minutes touched."""
+        touched = set()
+        for order_id in set(ids) | set(judged):
+            old = self.lines.pop(order_id, None)
+            if old is not None:
+                touched.add(old[0])
+                self.by_minute[old[0]].discard(order_id)
+                if not self.by_minute[old[0]]:
+                    del self.by_minute[old[0]]
+            if order_id in judged:
+                minute, texts = judged[order_id]
+                self.lines[order_id] = (minute, texts)
+                self.by_minute.setdefault(minute, set()).add(order_id)
+                touched.add(minute)
+        return touched
+
+    def apply(self, batch: dict, versions: dict[str, int]) -> dict:
+        """Take a micro-batch's events (``batch``: table -> its parsed events, as landed at ``versions``) and
+        merge the minutes they touch into ``gold.dm_sales_live``; returns the merge's result, with ``orders``
+        (judged) and ``read`` (orders whose history was read from the events tables)."""
+        from pyspark.sql import functions as F
+
+        def events_of(df):
+            return [(r[0], r[1], r[2]) for r in df.select(
+                "_key_before", "_key_after", F.to_json(F.struct(*EVENT_COLUMNS), JSON)).collect()]
+
+        got = run_parallel({t: (lambda t=t: events_of(batch[t])) for t in batch}, 2)
+        ids = {k for rows in got.values() for before, after, _ in rows for k in (before, after) if k is not None}
+        missing = sorted(k for k in ids if k not in self.events and k <= self.known)
+        for t, rows in got.items():
+            for before, after, text in rows:
+                for k in {before, after} - {None}:
+                    if k not in missing:
+                        self.events.setdefault(k, {}).setdefault(t, []).append(text)
+        if missing:  # their whole history, this batch's events included
+            for t in FACTS:
+                stored = self.spark.read.format("delta").option("versionAsOf", versions[t]).load(
+                    self.catalog.path(f"bronze.cdc_{t}"))
+                for before, after, text in events_of(events_for_keys(stored, missing, "order_id")):
+                    for k in {before, after} - {None}:
+                        if k in missing:
+                            self.events.setdefault(k, {}).setdefault(t, []).append(text)
+        if not ids:
+            return {"upserts": 0, "deletes": 0, "version": None, "metrics": {}, "orders": 0, "read": 0}
+
+        def frame(t: str):
+            texts = sorted({x for k in ids for x in self.events.get(k, {}).get(t, [])})
+            return self.spark.createDataFrame([(x,) for x in texts], "j STRING").select(
+                F.from_json("j", event_type(SOURCES[t]), JSON).alias("e")).select("e.*")
+
+        judged_now = self._collect_lines(judged_lines(frame("orders"), frame("order_details"), sorted(ids)))
+        touched = self._keep(judged_now, ids)
+        texts = [x for m in touched for o in self.by_minute.get(m, ()) for x in self.lines[o][1]]
+        lines = self.spark.createDataFrame([(x,) for x in texts], "j STRING").select(
+            F.from_json("j", self.line_schema, JSON).alias("l")).select("l.*")
+        from apparel.jobs.gold import merge_minutes
+
+        result = merge_minutes(self.spark, self.catalog, lines,
+                               [F.timestamp_micros(F.lit(m)) for m in sorted(touched)], self.start)
+        return {**result, "orders": len(ids), "read": len(missing)}

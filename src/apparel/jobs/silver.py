@@ -43,7 +43,7 @@ from datetime import date, datetime, timezone
 
 from apparel.accounting import accounting_lines
 from apparel.catalog import Catalog, run_parallel
-from apparel.cdc_events import LITERAL_KEYS, events_for_keys, image
+from apparel.cdc_events import LITERAL_KEYS, changed_keys, events_for_keys, image
 from apparel.config import Settings
 from apparel.contract import (
     TableResult,
@@ -644,15 +644,8 @@ class SilverBuild:
     def _new_events(self, table: str, since: int):
         """The order ids (before and after the change) and micro-batches of the change events landed after
         version ``since`` (Delta's change data feed of the append-only events table)."""
-        from pyspark.sql import functions as F
-
-        events = (self.spark.read.format("delta").option("readChangeFeed", "true")
-                  .option("startingVersion", since + 1).option("endingVersion", self.versions[table])
-                  .load(self.catalog.path(f"bronze.{self.src[table]}")).where("_change_type = 'insert'"))
-        # the side an event has: an insert has no row before, a delete none after
-        keyed = events.where(F.col("op").isin("u", "d")).select(F.col("_key_before").alias("order_id"), "_batch_id") \
-            .unionByName(events.where(F.col("op").isin("r", "c", "u"))
-                         .select(F.col("_key_after").alias("order_id"), "_batch_id"))
+        keyed = changed_keys(self.spark, self.catalog.path(f"bronze.{self.src[table]}"), since,
+                             self.versions[table])
         return keyed.localCheckpoint()
 
     def _snapshot_changed(self, table: str, old_version: int) -> bool:

@@ -9,7 +9,9 @@ lane, a few seconds):
    after a crash lands nothing twice;
 2. when orders or order lines changed, refreshes ``gold.dm_sales_live`` for the minutes they touch: silver's
    fact lines with the orders whose events silver has not applied yet judged by the contract now
-   (:mod:`apparel.jobs.live`), under the live mart's lock;
+   (:mod:`apparel.jobs.live`), under the live mart's lock. The first such batch computes that from silver and
+   the change data feed and loads the lane's state (:class:`apparel.jobs.live.LiveLane`); the next ones judge
+   only their own orders;
 3. accounts for the batch (Kafka records = events landed + heartbeats) in ``ops.stream_batches``.
 
 Silver follows in a thread of its own (:meth:`Stream._follow`): whenever events landed, it runs silver
@@ -47,7 +49,7 @@ from apparel.config import PROJECT_ROOT, Settings
 from apparel.errors import AccountingError
 from apparel.gold import live_window_start
 from apparel.jobs.gold import refresh_live
-from apparel.jobs.live import consumed_versions, pending
+from apparel.jobs.live import LiveLane, consumed_versions, pending
 from apparel.locks import lakehouse_lock
 from apparel.runtime import Steps
 from apparel.schemas import STORE_TABLES
@@ -116,6 +118,7 @@ class Stream:
         self.follower: threading.Thread | None = None
         self.consumed: dict[str, int] = {}  # the events' versions silver has applied (apparel.jobs.live)
         self.live_window = None  # the live mart's window at its last whole refresh by this process
+        self.lane: LiveLane | None = None  # the fast lane's state (loaded by the first micro-batch with facts)
 
     def ensure_tables(self) -> None:
         """Create the events tables (with Delta's change data feed, which silver reads) and
@@ -226,7 +229,8 @@ class Stream:
                                       f"events landed ({counts}) + {hb} heartbeats")
             steps.lap("account")
             if any(t in events for t in FACT_TABLES):
-                self._live(steps, {t: appended[t]["version"] for t in FACT_TABLES if t in appended})
+                self._live(steps, {t: appended[t]["version"] for t in FACT_TABLES if t in appended},
+                           {t: events[t] for t in FACT_TABLES if t in events})
                 self.landed_upto = batch_id
                 self.wake.set()
             if events:
@@ -273,21 +277,32 @@ class Stream:
             raise AccountingError(f"{name}: no commit of stream batch {batch_id} among its last 20 versions")
         return found
 
-    def _live(self, steps: Steps, landed: dict[str, int]) -> None:
-        """The fast lane: ``gold.dm_sales_live`` for the minutes of the orders silver has not caught up with,
-        the events just landed (``landed``: the version of each table's append) included."""
+    def _live(self, steps: Steps, landed: dict[str, int], batch: dict) -> None:
+        """The fast lane: ``gold.dm_sales_live`` for the minutes the micro-batch's orders touch (``landed``: the
+        version of each table's append; ``batch``: the fact tables' parsed events). The first micro-batch of
+        the process (and of a new day) computes them from silver and the events it has not applied
+        (:func:`apparel.jobs.live.pending`) and loads the lane's state; the next ones judge only their own
+        orders (:class:`apparel.jobs.live.LiveLane`)."""
         consumed = dict(self.consumed)
         if any(t not in consumed for t in FACT_TABLES) or not self.catalog.exists(self.spark, "gold.dm_sales_live"):
             return  # silver's first run over the captured tables (a full one) comes first, then its live refresh
         versions = {t: landed[t] if t in landed else self.catalog.version(self.spark, f"bronze.cdc_{t}")
                     for t in FACT_TABLES}
+        start = live_window_start(self.settings.live_now)
         with lakehouse_lock(self.settings, self.log, "stream", part="live"):
             steps.lap("lock")
+            if self.lane is not None and self.lane.start == start:
+                self.lane.apply(batch, versions)
+                steps.lap("live")
+                return
             ahead = pending(self.spark, self.catalog, consumed, versions)
             steps.lap("pending")
             if ahead is not None:
                 refresh_live(self.spark, self.catalog, self.settings.live_now, ahead, touched_only=True)
             steps.lap("live")
+            self.lane = LiveLane.load(self.spark, self.catalog, start, versions, ahead)
+            steps.lap("lane")
+            self.log(f"[stream] the fast lane holds {len(self.lane.lines):,} order(s) of the window from {start}")
 
     # silver, behind the query --------------------------------------------------------------------------
 
