@@ -23,8 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from apparel.catalog import Catalog, run_parallel
-from apparel.cdc_events import LITERAL_KEYS, changed_keys, event_type, events_for_keys, image
+from apparel.cdc_events import changed_keys, event_type, events_for_keys, image
 from apparel.contract import judged, valid_rows
+from apparel.runtime import Steps
 from apparel.schemas import SOURCES
 from apparel.silver import line_revenue
 
@@ -53,6 +54,7 @@ def pending(spark, catalog: Catalog, consumed: dict[str, int], versions: dict[st
     """The overlay for the events after ``consumed`` up to ``versions`` (default: the tables' current versions).
     None when silver has not consumed the captured tables yet (its first run over them is a full one) or when
     nothing is pending."""
+    from pyspark.sql import functions as F
 
     if any(t not in consumed for t in FACTS):
         return None
@@ -73,23 +75,17 @@ def pending(spark, catalog: Catalog, consumed: dict[str, int], versions: dict[st
         return events_for_keys(spark.read.format("delta").option("versionAsOf", versions[t])
                                .load(catalog.path(f"bronze.cdc_{t}")), ids, "order_id")
 
-    return Pending(scope, judged_lines(rows("orders"), rows("order_details")).localCheckpoint(), dict(versions))
+    lines = judged_lines(rows("orders"), rows("order_details")).join(F.broadcast(scope), "order_id", "left_semi")
+    return Pending(scope, lines.localCheckpoint(), dict(versions))
 
 
-def judged_lines(orders_events, details_events, ids: list | None = None):
+def judged_lines(orders_events, details_events):
     """The valid fact lines (:data:`LIVE_COLUMNS`) that the contract makes of the events of some orders (every
-    event of each: :func:`apparel.cdc_events.image` needs an order's whole history); with ``ids``, only the
-    rows of those orders are judged (an event that moved a row to another order also holds that order's row)."""
-    from pyspark.sql import functions as F
-
+    event of each: :func:`apparel.cdc_events.image` needs an order's whole history). An event that moved a row
+    to another order also brings that order's row, judged on partial history: callers keep the lines of the
+    orders they asked for (the rules never compare rows of different orders)."""
     def rows(events, t: str):
-        img = image(events, SOURCES[t])
-        if ids is None:
-            return img
-        if len(ids) <= LITERAL_KEYS:
-            return img.where(F.col("order_id").isin(sorted(ids)))
-        keep = img.sparkSession.createDataFrame([(i,) for i in ids], "order_id BIGINT")
-        return img.join(F.broadcast(keep), "order_id", "left_semi")
+        return image(events, SOURCES[t])
 
     orders = valid_rows(judged(rows(orders_events, "orders"), SOURCES["orders"]), SOURCES["orders"])
     lines = valid_rows(judged(rows(details_events, "order_details"), SOURCES["order_details"], orders),
@@ -182,11 +178,14 @@ class LiveLane:
                 touched.add(minute)
         return touched
 
-    def apply(self, batch: dict, versions: dict[str, int]) -> dict:
+    def apply(self, batch: dict, versions: dict[str, int], steps: Steps | None = None) -> dict:
         """Take a micro-batch's events (``batch``: table -> its parsed events, as landed at ``versions``) and
         merge the minutes they touch into ``gold.dm_sales_live``; returns the merge's result, with ``orders``
-        (judged) and ``read`` (orders whose history was read from the events tables)."""
+        (judged) and ``read`` (orders whose history was read from the events tables). ``steps``: where the time
+        went (``live.events``, ``live.read``, ``live.judge``, ``live.merge``)."""
         from pyspark.sql import functions as F
+
+        steps = steps or Steps()
 
         def events_of(df):
             return [(r[0], r[1], r[2]) for r in df.select(
@@ -194,7 +193,8 @@ class LiveLane:
 
         got = run_parallel({t: (lambda t=t: events_of(batch[t])) for t in batch}, 2)
         ids = {k for rows in got.values() for before, after, _ in rows for k in (before, after) if k is not None}
-        missing = sorted(k for k in ids if k not in self.events and k <= self.known)
+        missing = {k for k in ids if k not in self.events and k <= self.known}
+        steps.lap("live.events")
         for t, rows in got.items():
             for before, after, text in rows:
                 for k in {before, after} - {None}:
@@ -204,10 +204,11 @@ class LiveLane:
             for t in FACTS:
                 stored = self.spark.read.format("delta").option("versionAsOf", versions[t]).load(
                     self.catalog.path(f"bronze.cdc_{t}"))
-                for before, after, text in events_of(events_for_keys(stored, missing, "order_id")):
+                for before, after, text in events_of(events_for_keys(stored, sorted(missing), "order_id")):
                     for k in {before, after} - {None}:
                         if k in missing:
                             self.events.setdefault(k, {}).setdefault(t, []).append(text)
+            steps.lap("live.read")
         if not ids:
             return {"upserts": 0, "deletes": 0, "version": None, "metrics": {}, "orders": 0, "read": 0}
 
@@ -216,8 +217,10 @@ class LiveLane:
             return self.spark.createDataFrame([(x,) for x in texts], "j STRING").select(
                 F.from_json("j", event_type(SOURCES[t]), JSON).alias("e")).select("e.*")
 
-        judged_now = self._collect_lines(judged_lines(frame("orders"), frame("order_details"), sorted(ids)))
+        judged_now = {k: v for k, v in self._collect_lines(judged_lines(frame("orders"), frame("order_details")))
+                      .items() if k in ids}
         touched = self._keep(judged_now, ids)
+        steps.lap("live.judge")
         texts = [x for m in touched for o in self.by_minute.get(m, ()) for x in self.lines[o][1]]
         lines = self.spark.createDataFrame([(x,) for x in texts], "j STRING").select(
             F.from_json("j", self.line_schema, JSON).alias("l")).select("l.*")
@@ -225,4 +228,5 @@ class LiveLane:
 
         result = merge_minutes(self.spark, self.catalog, lines,
                                [F.timestamp_micros(F.lit(m)) for m in sorted(touched)], self.start)
+        steps.lap("live.merge")
         return {**result, "orders": len(ids), "read": len(missing)}

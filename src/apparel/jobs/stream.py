@@ -12,7 +12,8 @@ lane, a few seconds):
    (:mod:`apparel.jobs.live`), under the live mart's lock. The first such batch computes that from silver and
    the change data feed and loads the lane's state (:class:`apparel.jobs.live.LiveLane`); the next ones judge
    only their own orders;
-3. accounts for the batch (Kafka records = events landed + heartbeats) in ``ops.stream_batches``.
+3. accounts for the batch (Kafka records = events landed + heartbeats) in ``ops.stream_batches``, in a thread
+   of its own while the next micro-batch starts (:meth:`Stream._record`).
 
 Silver follows in a thread of its own (:meth:`Stream._follow`): whenever events landed, it runs silver
 incrementally (:class:`apparel.jobs.silver.SilverBuild`) over the events since its last run (the same contract,
@@ -119,6 +120,8 @@ class Stream:
         self.consumed: dict[str, int] = {}  # the events' versions silver has applied (apparel.jobs.live)
         self.live_window = None  # the live mart's window at its last whole refresh by this process
         self.lane: LiveLane | None = None  # the fast lane's state (loaded by the first micro-batch with facts)
+        self.recording: threading.Thread | None = None  # the last micro-batch's row for ops.stream_batches
+        self.record_error: BaseException | None = None
 
     def ensure_tables(self) -> None:
         """Create the events tables (with Delta's change data feed, which silver reads) and
@@ -134,6 +137,7 @@ class Stream:
     def start(self):
         cdc, stream = self.settings.cdc, self.settings.stream
         self.ensure_tables()
+        self._record_leftover()
         self.consumed = consumed_versions(self.spark, self.catalog)
         self.landed_upto = read_status(self.settings).get("facts_batch")
         # a fresh start also catches up with events an earlier process landed but did not apply
@@ -177,6 +181,8 @@ class Stream:
                 self.log("[stream] stopping")
                 query.stop()
             self.stopping = True
+            if self.recording is not None:
+                self.recording.join(60)
             if self.follower is not None:  # a silver run under way finishes (or the stop's timeout kills it)
                 self.wake.set()
                 self.follower.join(75)
@@ -194,6 +200,7 @@ class Stream:
 
         self.started.wait(60)
         self.spark.sparkContext.setLocalProperty("spark.scheduler.pool", "live")
+        self._recorded()
         started = utcnow()
         write_status(self.settings, in_batch=True, batch_started_at=started, current_batch=batch_id)
         landed = f"cdc-{batch_id:010d}-{self.query_id[:8]}"
@@ -233,10 +240,12 @@ class Stream:
                            {t: events[t] for t in FACT_TABLES if t in events})
                 self.landed_upto = batch_id
                 self.wake.set()
-            if events:
-                row = [(batch_id, landed, started, utcnow(), total, counts, hb, malformed, newest)]
-                self._append(self.spark.createDataFrame(row, BATCHES_SCHEMA), "ops.stream_batches", app_id, batch_id,
-                             commit=False)
+            if events:  # recorded while the next micro-batch starts (see _record)
+                row = [batch_id, landed, started, utcnow(), total, counts, hb, malformed, newest]
+                write_status(self.settings, unrecorded={"app_id": app_id, "row": row})
+                self.recording = threading.Thread(target=self._record, args=(app_id, row), daemon=True,
+                                                  name=f"apparel-record-{batch_id}")
+                self.recording.start()
             steps.lap("record")
             status = {"in_batch": False, "batch_id": batch_id, "finished_at": utcnow(), "alive_at": utcnow(),
                       "batch_seconds": round((utcnow() - started).total_seconds(), 2)}
@@ -277,6 +286,38 @@ class Stream:
             raise AccountingError(f"{name}: no commit of stream batch {batch_id} among its last 20 versions")
         return found
 
+    def _record(self, app_id: str, row: list) -> None:
+        """Append a micro-batch's row to ``ops.stream_batches`` (in a thread of its own: the next micro-batch
+        does not wait for it, the one after does). The row is in status.json (``unrecorded``) until then: a
+        process killed meanwhile leaves it there, and the next start appends it (a no-op if it was written)."""
+        try:
+            self.spark.sparkContext.setLocalProperty("spark.scheduler.pool", "live")
+            self._append(self.spark.createDataFrame([tuple(row)], BATCHES_SCHEMA), "ops.stream_batches", app_id,
+                         row[0], commit=False)
+        except BaseException as exc:  # noqa: BLE001 - raised by the next micro-batch (_recorded)
+            self.record_error = exc
+
+    def _recorded(self) -> None:
+        """Wait for the previous micro-batch's record; its failure fails this micro-batch."""
+        if self.recording is not None:
+            self.recording.join()
+            self.recording = None
+        if self.record_error is not None:
+            error, self.record_error = self.record_error, None
+            raise AccountingError(f"ops.stream_batches: the previous micro-batch's row was not written: {error}") \
+                from error
+
+    def _record_leftover(self) -> None:
+        """The row a killed process left in status.json (``unrecorded``), appended again: Delta skips it if it
+        was written (the same query id and batch id)."""
+        left = read_status(self.settings).get("unrecorded")
+        if left:
+            row = list(left["row"])
+            for i in (2, 3, 8):  # started_at, finished_at, newest_commit_ts (written as text)
+                row[i] = datetime.fromisoformat(row[i]) if row[i] else None
+            self._record(left["app_id"], row)
+            self._recorded()
+
     def _live(self, steps: Steps, landed: dict[str, int], batch: dict) -> None:
         """The fast lane: ``gold.dm_sales_live`` for the minutes the micro-batch's orders touch (``landed``: the
         version of each table's append; ``batch``: the fact tables' parsed events). The first micro-batch of
@@ -292,8 +333,7 @@ class Stream:
         with lakehouse_lock(self.settings, self.log, "stream", part="live"):
             steps.lap("lock")
             if self.lane is not None and self.lane.start == start:
-                self.lane.apply(batch, versions)
-                steps.lap("live")
+                self.lane.apply(batch, versions, steps)
                 return
             ahead = pending(self.spark, self.catalog, consumed, versions)
             steps.lap("pending")
