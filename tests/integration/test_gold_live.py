@@ -185,7 +185,7 @@ def test_the_lane_judges_each_batch_as_the_slow_path_does(spark, tmp_path):
     catalog, consumed = _silver_applied(spark, tmp_path)
     t4, t6, l12, l21, l31 = T4, datetime(2026, 11, 28, 11, 59, 59, 999999), L12, L21, L31
     lane = LiveLane.load(spark, catalog, live_window_start(NOW), consumed, None)
-    assert (lane.known, sorted(lane.lines)) == (3, [1, 2, 3])
+    assert (lane.known, sorted(lane.orders)) == (3, [1, 2, 3])
 
     # batch 1, as in the test above: orders 1 and 2 (at or below the highest known id: their history is read),
     # a new order 4 and a line of an unknown order 5 (above it: their events are all in the batch)
@@ -196,7 +196,7 @@ def test_the_lane_judges_each_batch_as_the_slow_path_does(spark, tmp_path):
                     ("c", None, _line(42, 4, 0, 25)), ("c", None, _line(13, 1, 1, 10, sales=11)),
                     ("c", None, _line(51, 5, 1, 10))], "b1", batch)}
     done = lane.apply(batch, versions)
-    assert (done["orders"], done["read"]) == (4, 2)
+    assert (done["orders"], done["read"], done["minutes"]) == (4, 2, 2)  # 09:30 changed, 11:15 new
     assertDataFrameEqual(catalog.read(spark, "gold.dm_sales_live"), spark.createDataFrame([
         (datetime(2026, 11, 28, 9, 30), 1, 6, 400, 1), (datetime(2026, 11, 28, 10, 0), 1, 3, 30, 1),
         (datetime(2026, 11, 28, 11, 15), 1, 2, 50, 1)], LIVE_DDL))
@@ -210,13 +210,19 @@ def test_the_lane_judges_each_batch_as_the_slow_path_does(spark, tmp_path):
                     ("u", l31, _line(31, 3, 5, 10)), ("u", l41, _line(41, 4, 3, 25)),
                     ("c", None, _line(61, 6, 1, 20))], "b2", batch)}
     done = lane.apply(batch, versions)
-    assert (done["orders"], done["read"]) == (3, 1)
+    assert (done["orders"], done["read"], done["minutes"]) == (3, 1, 3)
     expected = spark.createDataFrame([
         (datetime(2026, 11, 28, 9, 30), 1, 6, 400, 1), (datetime(2026, 11, 28, 10, 0), 1, 5, 50, 1),
         (datetime(2026, 11, 28, 11, 15), 1, 3, 75, 1), (datetime(2026, 11, 28, 11, 59), 1, 1, 20, 1)], LIVE_DDL)
     assertDataFrameEqual(catalog.read(spark, "gold.dm_sales_live"), expected)
-    m = done["metrics"]
-    assert [int(m[f"numTargetRows{k}"]) for k in ("Updated", "Inserted", "Deleted")] == [2, 1, 0]
+    assert done["version"] == catalog.version(spark, "gold.dm_sales_live")
+    # a batch that changes no minute's figures writes nothing: order 3's line back and forth
+    batch = {}
+    versions = {"orders": catalog.version(spark, "bronze.cdc_orders"),
+                "order_details": _land(spark, catalog, "order_details", [
+                    ("u", _line(31, 3, 5, 10), _line(31, 3, 4, 10)), ("u", _line(31, 3, 4, 10), _line(31, 3, 5, 10))],
+                    "b3", batch)}
+    assert lane.apply(batch, versions) == {"orders": 1, "read": 0, "minutes": 0, "version": None}
     # the slow path over every event silver has not applied finds nothing to change
     assert refresh_live(spark, catalog, NOW, pending(spark, catalog, consumed, versions))["version"] is None
     assertDataFrameEqual(catalog.read(spark, "gold.dm_sales_live"), expected)

@@ -21,6 +21,7 @@ figures do not move. :func:`pending` builds the overlay; :func:`apparel.jobs.gol
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 from apparel.catalog import Catalog, run_parallel
 from apparel.cdc_events import changed_keys, event_type, events_for_keys, image
@@ -103,31 +104,36 @@ JSON = {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX"}
 
 class LiveLane:
     """The fast lane's state in the stream's driver, so that a micro-batch judges only its own orders and
-    recomputes only its own minutes, without reading silver or the change data feed again.
+    rewrites the live mart from memory, without reading silver, the change data feed or the mart again.
 
-    - ``lines``: the valid fact lines of every order in the live window (as JSON, per order id, with the
-      minute they fall in), loaded once as :func:`apparel.jobs.gold.refresh_live` sees them (silver's fact
-      lines with the pending orders judged on top), then replaced order by order as micro-batches judge them;
-    - ``events``: every change event of the orders judged since then (as JSON, per order id and table). An
+    - ``orders``: each order of the live window that has valid lines, with its minute, customer, units and
+      revenue (the sums of its valid fact lines). Loaded once as :func:`apparel.jobs.gold.refresh_live` sees
+      them (silver's fact lines with the pending orders judged on top), then replaced order by order as
+      micro-batches judge them;
+    - ``mart``: ``gold.dm_sales_live``'s rows, per minute, from ``orders`` (:meth:`_minute`, the grain of
+      :func:`apparel.gold.dm_sales_live`: distinct orders and customers, units, revenue cast to whole units);
+    - ``events``: every change event of the orders judged since the load (as JSON, per order id and table). An
       order's history is complete in the lane when it was read from the events tables the first time a
       micro-batch touched it, or when its id is above ``known``, the highest order id in the events tables at
       the load: every event of a higher id came in a micro-batch since, and each one passes here.
 
     Each micro-batch (:meth:`apply`): its events join their orders' histories (the histories of ids at or
     below ``known`` seen for the first time are read from the events tables, by key), the contract judges
-    those orders (:func:`judged_lines`, the same image, rules and revenue as silver), their lines replace the
-    old ones, and the minutes either touched are merged into ``gold.dm_sales_live``. The state lives as long as
-    the window: a new day (or a new process) loads it again. It holds the window's lines and the events of the
-    orders touched since the load: memory grows with the orders of two days."""
+    those orders (:func:`judged_lines`: the same image, rules and revenue as silver), their figures replace
+    the old ones, the minutes either touched are recomputed, and when one changed the mart is rewritten from
+    ``mart`` in one commit (a few thousand rows at most: two days of minutes). The state lives as long as the
+    window: a new day (or a new process) loads it again. Memory grows with the orders of two days and the
+    events of the orders touched since the load."""
 
-    def __init__(self, spark, catalog: Catalog, start, known: int, line_schema):
+    def __init__(self, spark, catalog: Catalog, start, known: int):
         self.spark = spark
         self.catalog = catalog
         self.start = start  # the window the state is for (apparel.gold.live_window_start)
         self.known = known
-        self.line_schema = line_schema
-        self.lines: dict[int, tuple[int, list[str]]] = {}  # order id -> (minute in epoch micros, lines as JSON)
+        # order id -> (minute in epoch micros, customer_id, units, revenue)
+        self.orders: dict[int, tuple[int, int | None, int, Decimal]] = {}
         self.by_minute: dict[int, set[int]] = {}
+        self.mart: dict[int, tuple] = {}  # minute in epoch micros -> (orders, units, revenue, customers)
         self.events: dict[int, dict[str, list[str]]] = {}
 
     @classmethod
@@ -145,44 +151,53 @@ class LiveLane:
                 catalog.path(f"bronze.cdc_{t}"))
             top = events.agg(F.max(F.greatest("_key_before", "_key_after"))).collect()[0][0]
             known = top if known is None or (top is not None and top > known) else known
-        lane = cls(spark, catalog, start, -1 if known is None else int(known), lines.schema)
-        lane._keep(lane._collect_lines(lines))
+        lane = cls(spark, catalog, start, -1 if known is None else int(known))
+        lane.mart = {m: row for m in lane._keep(lane._per_order(lines)) if (row := lane._minute(m)) is not None}
         return lane
 
-    def _collect_lines(self, lines) -> dict[int, tuple[int, list[str]]]:
+    def _per_order(self, lines) -> dict[int, tuple[int, int | None, int, Decimal]]:
+        """Each order's figures from its fact ``lines`` (:data:`LIVE_COLUMNS`) in the window."""
         from pyspark.sql import functions as F
 
         start = F.to_timestamp(F.lit(self.start.isoformat(sep=" ")))  # as dm_sales_live reads it
-        rows = lines.where(F.col("order_date") >= start).select(
-            "order_id", F.unix_micros(F.date_trunc("minute", "order_date")).alias("m"),
-            F.to_json(F.struct(*LIVE_COLUMNS), JSON).alias("j")).collect()
-        out: dict[int, tuple[int, list[str]]] = {}
-        for order_id, minute, text in rows:
-            out.setdefault(order_id, (minute, []))[1].append(text)
-        return out
+        rows = lines.where(F.col("order_date") >= start).groupBy("order_id").agg(
+            F.unix_micros(F.date_trunc("minute", F.first("order_date"))).alias("m"),
+            F.first("customer_id").alias("c"), F.sum("qty").alias("u"), F.sum("line_revenue").alias("r")).collect()
+        return {r["order_id"]: (r["m"], r["c"], int(r["u"]), r["r"]) for r in rows}
 
-    def _keep(self, judged: dict[int, tuple[int, list[str]]], ids=()) -> set[int]:
-        """Replace the lines of ``ids`` (and of the orders in ``judged``) by ``judged``'s; the minutes touched."""
+    def _keep(self, judged: dict, ids=()) -> set[int]:
+        """Replace the figures of ``ids`` (and of the orders in ``judged``) by ``judged``'s; the minutes
+        touched."""
         touched = set()
         for order_id in set(ids) | set(judged):
-            old = self.lines.pop(order_id, None)
+            old = self.orders.pop(order_id, None)
             if old is not None:
                 touched.add(old[0])
                 self.by_minute[old[0]].discard(order_id)
                 if not self.by_minute[old[0]]:
                     del self.by_minute[old[0]]
             if order_id in judged:
-                minute, texts = judged[order_id]
-                self.lines[order_id] = (minute, texts)
-                self.by_minute.setdefault(minute, set()).add(order_id)
-                touched.add(minute)
+                self.orders[order_id] = judged[order_id]
+                self.by_minute.setdefault(judged[order_id][0], set()).add(order_id)
+                touched.add(judged[order_id][0])
         return touched
+
+    def _minute(self, minute: int) -> tuple | None:
+        """The mart's row of ``minute`` (None: no line)."""
+        ids = self.by_minute.get(minute)
+        if not ids:
+            return None
+        figures = [self.orders[o] for o in ids]
+        revenue = sum((f[3] for f in figures), Decimal(0))
+        return (len(ids), sum(f[2] for f in figures), int(revenue),  # int(): Spark's cast, toward zero
+                len({f[1] for f in figures if f[1] is not None}))
 
     def apply(self, batch: dict, versions: dict[str, int], steps: Steps | None = None) -> dict:
         """Take a micro-batch's events (``batch``: table -> its parsed events, as landed at ``versions``) and
-        merge the minutes they touch into ``gold.dm_sales_live``; returns the merge's result, with ``orders``
-        (judged) and ``read`` (orders whose history was read from the events tables). ``steps``: where the time
-        went (``live.events``, ``live.read``, ``live.judge``, ``live.merge``)."""
+        rewrite ``gold.dm_sales_live`` if a minute changed; returns ``{"orders"`` (judged), ``"read"`` (orders
+        whose history was read from the events tables), ``"minutes"`` (changed), ``"version"}`` (the mart's
+        commit, None without one). ``steps``: where the time went (``live.events``, ``live.read``,
+        ``live.judge``, ``live.write``)."""
         from pyspark.sql import functions as F
 
         steps = steps or Steps()
@@ -209,24 +224,45 @@ class LiveLane:
                         if k in missing:
                             self.events.setdefault(k, {}).setdefault(t, []).append(text)
             steps.lap("live.read")
+        done = {"orders": len(ids), "read": len(missing), "minutes": 0, "version": None}
         if not ids:
-            return {"upserts": 0, "deletes": 0, "version": None, "metrics": {}, "orders": 0, "read": 0}
+            return done
 
         def frame(t: str):
             texts = sorted({x for k in ids for x in self.events.get(k, {}).get(t, [])})
             return self.spark.createDataFrame([(x,) for x in texts], "j STRING").select(
                 F.from_json("j", event_type(SOURCES[t]), JSON).alias("e")).select("e.*")
 
-        judged_now = {k: v for k, v in self._collect_lines(judged_lines(frame("orders"), frame("order_details")))
+        judged_now = {k: v for k, v in self._per_order(judged_lines(frame("orders"), frame("order_details")))
                       .items() if k in ids}
-        touched = self._keep(judged_now, ids)
+        changed = {}
+        for m in self._keep(judged_now, ids):
+            row = self._minute(m)
+            if row != self.mart.get(m):
+                changed[m] = row
         steps.lap("live.judge")
-        texts = [x for m in touched for o in self.by_minute.get(m, ()) for x in self.lines[o][1]]
-        lines = self.spark.createDataFrame([(x,) for x in texts], "j STRING").select(
-            F.from_json("j", self.line_schema, JSON).alias("l")).select("l.*")
-        from apparel.jobs.gold import merge_minutes
+        if changed:
+            for m, row in changed.items():
+                if row is None:
+                    del self.mart[m]
+                else:
+                    self.mart[m] = row
+            done.update(minutes=len(changed), version=self._write())
+            steps.lap("live.write")
+        return done
 
-        result = merge_minutes(self.spark, self.catalog, lines,
-                               [F.timestamp_micros(F.lit(m)) for m in sorted(touched)], self.start)
-        steps.lap("live.merge")
-        return {**result, "orders": len(ids), "read": len(missing)}
+    def _write(self) -> int:
+        """``gold.dm_sales_live`` := ``mart``, in one commit; its version."""
+        from pyspark.sql import functions as F
+
+        from apparel.errors import AccountingError
+        from apparel.jobs.gold import LIVE
+
+        rows = [(m, *row) for m, row in sorted(self.mart.items())]
+        df = self.spark.createDataFrame(
+            rows, "m BIGINT, orders BIGINT, units BIGINT, revenue BIGINT, customers BIGINT").select(
+            F.timestamp_micros("m").alias("minute"), "orders", "units", "revenue", "customers")
+        commit = self.catalog.overwrite(df, LIVE)
+        if commit["rows"] != len(rows):
+            raise AccountingError(f"{LIVE}: the fast lane wrote {commit['rows']} row(s) of {len(rows)}")
+        return commit["version"]

@@ -342,7 +342,7 @@ class Stream:
             steps.lap("live")
             self.lane = LiveLane.load(self.spark, self.catalog, start, versions, ahead)
             steps.lap("lane")
-            self.log(f"[stream] the fast lane holds {len(self.lane.lines):,} order(s) of the window from {start}")
+            self.log(f"[stream] the fast lane holds {len(self.lane.orders):,} order(s) of the window from {start}")
 
     # silver, behind the query --------------------------------------------------------------------------
 
