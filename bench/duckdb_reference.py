@@ -419,7 +419,8 @@ GOLD_SQL = {
         JOIN dim_product p ON p.product_key = f.product_key
         JOIN dim_customer c ON c.customer_key = f.customer_key
         GROUP BY ALL""",
-    # quintiles, 5 the best: ntile(5) over the customers worst first, ties by customer_id ascending
+    # quintiles, 5 the best: 1 + floor((rank - 1) * 5 / n), rank() over the n customers worst first (equal
+    # values share a rank, so they share a score)
     "dm_customer_rfm": f"""
         WITH a AS (
             SELECT customer_id, CAST(min(order_date) AS DATE) AS first_order_date,
@@ -433,9 +434,12 @@ GOLD_SQL = {
             FROM a),
         q AS (
             SELECT s.*,
-                   CAST(ntile(5) OVER (ORDER BY recency_days DESC, customer_id) AS INTEGER) AS r_score,
-                   CAST(ntile(5) OVER (ORDER BY orders ASC, customer_id) AS INTEGER) AS f_score,
-                   CAST(ntile(5) OVER (ORDER BY revenue ASC, customer_id) AS INTEGER) AS m_score
+                   CAST(1 + ((rank() OVER (ORDER BY recency_days DESC) - 1) * 5) // count(*) OVER ()
+                        AS INTEGER) AS r_score,
+                   CAST(1 + ((rank() OVER (ORDER BY orders ASC) - 1) * 5) // count(*) OVER ()
+                        AS INTEGER) AS f_score,
+                   CAST(1 + ((rank() OVER (ORDER BY revenue ASC) - 1) * 5) // count(*) OVER ()
+                        AS INTEGER) AS m_score
             FROM s)
         SELECT q.customer_id, coalesce(c.full_name, '{UNKNOWN}') AS full_name,
                coalesce(c.gender, '{UNKNOWN}') AS gender, first_order_date, last_order_date, orders, units,

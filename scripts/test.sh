@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Every test: unit, contract and integration (real Spark + Delta, SQLite, the project's PostgreSQL, object
-# store and Trino, which the tests start with scripts/postgres.sh and scripts/services.sh), the unit tests
-# first, then the integration modules longest first (tests/conftest.py orders them), on two pytest-xdist
-# workers. Extra arguments go to pytest. It prints the 25 slowest tests and keeps the JUnit XML report in
-# artifacts/junit.xml. The exit code is pytest's: a failure, or no test collected at all (5), fails the run.
+# store and Trino, which the tests start with scripts/postgres.sh and scripts/services.sh), the fast ones first
+# (tests/conftest.py orders them), on two pytest-xdist workers. Extra arguments go to pytest. It prints the 25
+# slowest tests and keeps the JUnit XML report in artifacts/junit.xml. The exit code is pytest's: a failure, or
+# no test collected at all (5), fails the run.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"

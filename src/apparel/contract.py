@@ -6,7 +6,8 @@ reason that fits (docs/data_contract.md has the full text):
 1. exact duplicates (equal in every source column) collapse to one      -> duplicates_removed
 2. ``null_key``        a key column is null                              -> quarantine
 3. ``invalid_date``    order_date missing or outside 1970..2099          -> quarantine
-4. ``invalid_amount``  qty <= 0 or item_price < 0 (or either missing)    -> quarantine
+4. ``invalid_amount``  qty <= 0 or item_price < 0 (or either missing, or -> quarantine
+                       their product beyond BIGINT)
 5. ``amount_mismatch`` unit_sales != qty * item_price                    -> quarantine
 6. ``key_collision``   the same key with different content: every version -> quarantine
                        (order lines: the key is (order_id, order_detail_id); the same order_detail_id in
@@ -70,10 +71,12 @@ def _row_rule(table: SourceTable) -> Column:
                          | (d >= F.lit(MAX_VALID_DATE).cast("timestamp")), F.lit("invalid_date"))
     if {"qty", "item_price"} <= cols:
         q, p = F.col("qty"), F.col("item_price")
-        rule = rule.when(q.isNull() | p.isNull() | (q <= 0) | (p < 0), F.lit("invalid_amount"))
-    if {"qty", "item_price", "unit_sales"} <= cols:
-        rule = rule.when(~F.col("unit_sales").eqNullSafe(F.col("qty") * F.col("item_price")),
-                         F.lit("amount_mismatch"))
+        # try_multiply: null when the product overflows BIGINT (plain * fails the whole run under ANSI mode),
+        # so a line whose amount cannot be computed is quarantined, and silver.line_revenue never overflows
+        total = F.try_multiply(q, p)
+        rule = rule.when(q.isNull() | p.isNull() | (q <= 0) | (p < 0) | total.isNull(), F.lit("invalid_amount"))
+        if "unit_sales" in cols:
+            rule = rule.when(~F.col("unit_sales").eqNullSafe(total), F.lit("amount_mismatch"))
     return rule
 
 

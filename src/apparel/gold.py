@@ -14,7 +14,7 @@ with at least one line in ``fct_order_lines``. Grains:
 - ``dm_sales_live``: one row per minute of order time with at least one line, for the current and the previous
   day (lines at or after :func:`live_window_start` of "now"; later lines are kept).
 
-RFM segments (scores are quintiles 1-5, 5 best; the first rule that fits wins):
+RFM segments (scores are quintiles 1-5, 5 best, equal values equal scores; the first rule that fits wins):
 Champions r>=4, f>=4, m>=4 | Loyal f>=4, r>=3 | At Risk r<=2, f>=3 | Potential r>=3 | Hibernating otherwise.
 """
 
@@ -119,10 +119,16 @@ def dm_customer_rfm(lines: DataFrame, dim_customer: DataFrame) -> DataFrame:
         *_sales())
     ref = lines.agg(F.max(F.to_date("order_date")).alias("_ref"))
     per = per.crossJoin(ref).withColumn("recency_days", F.datediff("_ref", "last_order_date")).drop("_ref")
-    # quintiles with deterministic tie-breaks: 5 is the best score
-    per = (per.withColumn("r_score", F.ntile(5).over(Window.orderBy(F.desc("recency_days"), "customer_id")))
-              .withColumn("f_score", F.ntile(5).over(Window.orderBy("orders", "customer_id")))
-              .withColumn("m_score", F.ntile(5).over(Window.orderBy("revenue", "customer_id"))))
+    # quintiles, 5 the best, equal values equal scores: 1 + (rank - 1) * 5 DIV n, the rank worst first (ties
+    # share the lowest rank) among the n customers
+    everyone = F.count(F.lit(1)).over(Window.partitionBy())
+
+    def score(order: Column) -> Column:
+        rank = F.rank().over(Window.orderBy(order))
+        return (F.floor((rank - 1) * 5 / everyone) + 1).cast("int")
+
+    per = (per.withColumn("r_score", score(F.desc("recency_days"))).withColumn("f_score", score(F.asc("orders")))
+              .withColumn("m_score", score(F.asc("revenue"))))
     segment = None
     for name, cond in RFM_SEGMENTS:
         segment = (F.when(F.expr(cond), name) if segment is None else segment.when(F.expr(cond), name))

@@ -154,13 +154,19 @@ GOOD_LINE = (9, 100, 5, 2, 500, 1000, "b1")
     (1, 100, 5, 1, -1, -1, "b1"),           # negative price
     (1, 100, 5, None, 500, 500, "b1"),      # null qty
     (1, 100, 5, 1, None, 500, "b1"),        # null price
-], ids=["qty-0", "qty-negative", "price-negative", "qty-null", "price-null"])
+    (1, 100, 5, 2**62, 4, 0, "b1"),         # qty * price = 2^64: beyond BIGINT (ANSI mode would fail the run)
+], ids=["qty-0", "qty-negative", "price-negative", "qty-null", "price-null", "amount-overflows"])
 def test_lines_invalid_amount(spark, bad_line):
     bronze = spark.createDataFrame([bad_line, GOOD_LINE], LINES_DDL)
     assert rows(classify(bronze, LINES)) == [
         (*bad_line, "invalid_amount"),
         (*GOOD_LINE, None),
     ]
+
+
+def test_lines_largest_amount_that_fits_a_bigint_is_valid(spark):
+    line = (1, 100, 5, 2**62 - 1, 2, 2**63 - 2, "b1")  # 2^63 - 2 <= 2^63 - 1, the largest BIGINT
+    assert rows(classify(spark.createDataFrame([line], LINES_DDL), LINES)) == [(*line, None)]
 
 
 def test_lines_zero_price_is_a_valid_amount(spark):

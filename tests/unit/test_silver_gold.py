@@ -529,13 +529,14 @@ def test_basket_pairs_orders_of_unknown_products_count_in_all_orders(spark):
 
 
 def test_customer_rfm_segments(spark):
-    # five customers, so each score 1..5 goes to exactly one customer; the latest order date is 2024-03-31
+    # five customers: score = 1 + floor(5 * (rank - 1) / 5) = the rank, worst first, equal values sharing the
+    # lowest rank; the latest order date is 2024-03-31
     #  id  orders  revenue  last order   recency  r  f  m  segment
     #   1     4     1000    2024-03-31       0    5  5  5  Champions
     #   2     3      100    2024-03-30       1    4  4  1  Loyal      (m too low for Champions)
     #   3     2      400    2024-02-01      59    2  3  4  At Risk
-    #   4     1      300    2024-03-20      11    3  1  3  Potential  (ties with 5 on orders; lower id first)
-    #   5     1      200    2024-01-05      86    1  2  2  Hibernating
+    #   4     1      300    2024-03-20      11    3  1  3  Potential  (one order, as 5: both rank 1 on orders)
+    #   5     1      200    2024-01-05      86    1  1  2  Hibernating
     lines = spark.createDataFrame([
         (201, d(2024, 1, 10), 1, 11, 11, 2, 300),
         (202, d(2024, 2, 10), 1, 11, 11, 1, 300),
@@ -565,5 +566,16 @@ def test_customer_rfm_segments(spark):
         (2, "Budi Santoso", "Male", date(2024, 2, 20), date(2024, 3, 30), 3, 3, 100, 1, 4, 4, 1, "Loyal"),
         (3, "Citra Dewi", "Female", date(2024, 1, 15), date(2024, 2, 1), 2, 2, 400, 59, 2, 3, 4, "At Risk"),
         (4, "Dodi Pratama", "Male", date(2024, 3, 20), date(2024, 3, 20), 1, 1, 300, 11, 3, 1, 3, "Potential"),
-        (5, "Unknown", "Unknown", date(2024, 1, 5), date(2024, 1, 5), 1, 1, 200, 86, 1, 2, 2, "Hibernating"),
+        (5, "Unknown", "Unknown", date(2024, 1, 5), date(2024, 1, 5), 1, 1, 200, 86, 1, 1, 2, "Hibernating"),
     ]
+
+
+def test_customer_rfm_equal_values_get_equal_scores(spark):
+    # six customers, one order each on the same day (r and f: everyone ties, rank 1, score 1); revenue
+    # 100, 100, 200, 300, 300, 300: ranks 1, 1, 3, 4, 4, 4, so m = 1 + floor(5 * (rank - 1) / 6) = 1, 1, 2, 3, 3, 3
+    revenue = {1: 100, 2: 100, 3: 200, 4: 300, 5: 300, 6: 300}
+    lines = spark.createDataFrame([(300 + c, d(2024, 3, 1), c, 11, 11, 1, r) for c, r in revenue.items()],
+                                  LINES_DDL)
+    out = dm_customer_rfm(lines, spark.createDataFrame([(-1, None, "Unknown", "Unknown", True)], CUSTOMER_DDL))
+    assert rows(out.select("customer_id", "r_score", "f_score", "m_score")) == [
+        (1, 1, 1, 1), (2, 1, 1, 1), (3, 1, 1, 2), (4, 1, 1, 3), (5, 1, 1, 3), (6, 1, 1, 3)]
