@@ -111,24 +111,16 @@ def refresh_live(spark, catalog: Catalog, now: datetime, pending=None, touched_o
         text = F.date_format(minute, "yyyy-MM-dd HH:mm:ss").alias("m")
         touched = [F.to_timestamp(F.lit(r[0])) for r in stored.select(text).unionByName(
             pending.lines.select(text)).distinct().collect() if r[0] is not None]
-        return merge_minutes(spark, catalog, lines, touched, start)
+        if not touched:
+            return {"upserts": 0, "deletes": 0, "version": None, "metrics": {}}
+        new = dm_sales_live(lines.where(minute.isin(*touched)), start)
+        old = catalog.read(spark, LIVE).where(F.col("minute").isin(*touched))
+        return catalog.merge_changes(LIVE, new, old, key=["minute"])
     new = dm_sales_live(lines, start)
     if not catalog.exists(spark, LIVE):
         commit = catalog.overwrite(new, LIVE)
         return {"upserts": commit["rows"], "deletes": 0, "version": commit["version"], "metrics": commit["metrics"]}
     return catalog.merge_changes(LIVE, new, catalog.read(spark, LIVE), key=["minute"])
-
-
-def merge_minutes(spark, catalog: Catalog, lines, minutes: list, start: datetime) -> dict:
-    """Recompute the rows of ``gold.dm_sales_live`` for ``minutes`` (timestamp Columns) from the fact ``lines``
-    (which must hold every line of those minutes) and merge what differs; no minute, no commit."""
-    from pyspark.sql import functions as F
-
-    if not minutes:
-        return {"upserts": 0, "deletes": 0, "version": None, "metrics": {}}
-    new = dm_sales_live(lines.where(F.date_trunc("minute", "order_date").isin(*minutes)), start)
-    old = catalog.read(spark, LIVE).where(F.col("minute").isin(*minutes))
-    return catalog.merge_changes(LIVE, new, old, key=["minute"])
 
 
 class GoldBuild:

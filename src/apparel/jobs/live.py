@@ -85,11 +85,8 @@ def judged_lines(orders_events, details_events):
     event of each: :func:`apparel.cdc_events.image` needs an order's whole history). An event that moved a row
     to another order also brings that order's row, judged on partial history: callers keep the lines of the
     orders they asked for (the rules never compare rows of different orders)."""
-    def rows(events, t: str):
-        return image(events, SOURCES[t])
-
-    orders = valid_rows(judged(rows(orders_events, "orders"), SOURCES["orders"]), SOURCES["orders"])
-    lines = valid_rows(judged(rows(details_events, "order_details"), SOURCES["order_details"], orders),
+    orders = valid_rows(judged(image(orders_events, SOURCES["orders"]), SOURCES["orders"]), SOURCES["orders"])
+    lines = valid_rows(judged(image(details_events, SOURCES["order_details"]), SOURCES["order_details"], orders),
                        SOURCES["order_details"])
     return lines.join(orders.select("order_id", "order_date", "customer_id"), "order_id").select(
         "order_id", "order_date", "customer_id", "qty", line_revenue().alias("line_revenue"))
