@@ -17,7 +17,7 @@ What it does, for a dataset folder as ``apparel seed --dataset`` takes it:
 - **contract**: exact duplicates, ``null_key``, ``invalid_date``, ``invalid_amount``, ``amount_mismatch``,
   ``key_collision``, ``missing_order``, in that order (first reason wins); orphans point at the unknown members;
   ``quarantine.<table>`` and ``ops.dq_results`` (with the row accounting checked);
-- **silver**: ``dim_date``, ``dim_customer``, ``dim_product``, ``dim_location``, ``fct_order_lines``
+- **silver**: ``dim_date``, ``dim_customer``, ``dim_product``, ``dim_location``, ``dim_province``, ``fct_order_lines``
   (partitioned by ``order_month``), ``fct_orders``. SCD2 as on a single full run from an empty lakehouse:
   one version per key, valid from 1900-01-01 to 9999-12-31, surrogate keys 1.. in natural-key order;
 - **gold**: the 8 ``dm_*`` marts.
@@ -89,7 +89,7 @@ CSV_NULLS = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan
 
 MARTS = ["dm_sales_monthly", "dm_product_monthly", "dm_product_ranking", "dm_region_monthly",
          "dm_category_gender_monthly", "dm_customer_rfm", "dm_customer_cohorts", "dm_basket_pairs"]
-SILVER = ["dim_date", "dim_customer", "dim_product", "dim_location", "fct_order_lines", "fct_orders"]
+SILVER = ["dim_date", "dim_customer", "dim_product", "dim_location", "dim_province", "fct_order_lines", "fct_orders"]
 
 
 @dataclass
@@ -256,9 +256,12 @@ def _accounting(con: duckdb.DuckDBPyConnection, run_id: str, run_at: datetime, r
     """``ops.dq_results``: rows read = written + quarantined + duplicates removed, per source table."""
     warnings = {
         "orders": con.execute("""SELECT
-            count(*) FILTER (WHERE customer_key = -1) AS orphan_customer,
-            count(*) FILTER (WHERE city_id = -1) AS orphan_city,
-            count(*) FILTER (WHERE province_id = -1) AS orphan_province FROM fct_orders""").fetchone(),
+            count(*) FILTER (WHERE f.customer_key = -1) AS orphan_customer,
+            count(*) FILTER (WHERE f.city_id = -1) AS orphan_city,
+            count(*) FILTER (WHERE f.province_id = -1) AS orphan_province,
+            count(*) FILTER (WHERE f.city_id <> -1 AND f.province_id <> -1 AND l.province_id <> -1
+                             AND l.province_id <> f.province_id) AS city_province_mismatch
+            FROM fct_orders f JOIN dim_location l ON l.city_id = f.city_id""").fetchone(),
         "order_details": con.execute("""SELECT
             count(*) FILTER (WHERE product_key = -1) AS orphan_product,
             count(*) FILTER (WHERE order_detail_id IN (SELECT order_detail_id FROM fct_order_lines
@@ -270,7 +273,7 @@ def _accounting(con: duckdb.DuckDBPyConnection, run_id: str, run_at: datetime, r
                             "(SELECT product_category_id FROM ok_product_categories) "
                             "OR product_category_id IS NULL").fetchone(),
     }
-    names = {"orders": ["orphan_customer", "orphan_city", "orphan_province"],
+    names = {"orders": ["orphan_customer", "orphan_city", "orphan_province", "city_province_mismatch"],
              "order_details": ["orphan_product", "reused_line_id"], "cities": ["orphan_province"],
              "products": ["orphan_category"]}
     rows = []
@@ -310,6 +313,10 @@ SILVER_SQL = {
                CASE WHEN p.province_id IS NULL THEN '{UNKNOWN}' ELSE p.province_names END AS province_name
         FROM ok_cities c LEFT JOIN ok_provinces p ON p.province_id = c.province_id
         UNION ALL SELECT -1, '{UNKNOWN}', 'UNKNOWN', -1, '{UNKNOWN}'""",
+    # one row per province, plus -1
+    "dim_province": f"""
+        SELECT province_id, province_names AS province_name FROM ok_provinces
+        UNION ALL SELECT -1, '{UNKNOWN}'""",
     # SCD2 on a first run: one version per key, 1900-01-01 .. 9999-12-31, keys 1.. in natural-key order
     "dim_customer": f"""
         SELECT row_number() OVER (ORDER BY customer_id) AS customer_key, customer_id, first_name, last_name,
@@ -404,20 +411,22 @@ GOLD_SQL = {
                CAST(r.revenue AS DOUBLE) * 100 / nullif(sum(r.revenue) OVER (), 0) AS revenue_share_pct,
                CAST(row_number() OVER (ORDER BY r.revenue DESC, r.product_id) AS INTEGER) AS revenue_rank
         FROM r LEFT JOIN dim_product p ON p.product_id = r.product_id AND p.is_current AND p.product_key <> -1""",
-    # one row per city x month; the province is the city's (dim_location)
+    # one row per province x city x month: the order's own province (the fact's), its city within it
     "dm_region_monthly": """
-        SELECT f.order_month AS month, l.province_id, l.province_name, f.city_id, l.city_name, l.city_type,
+        SELECT f.order_month AS month, f.province_id, p.province_name, f.city_id, l.city_name, l.city_type,
                count(DISTINCT f.order_id) AS orders, count(DISTINCT f.customer_id) AS customers,
                CAST(sum(f.qty) AS BIGINT) AS units, CAST(sum(f.line_revenue) AS BIGINT) AS revenue
         FROM fct_order_lines f JOIN dim_location l ON l.city_id = f.city_id
+        JOIN dim_province p ON p.province_id = f.province_id
         GROUP BY ALL""",
-    # the category and gender of the versions valid at the order (the facts' keys)
-    "dm_category_gender_monthly": """
-        SELECT p.category_name, c.gender, f.order_month AS month, count(DISTINCT f.customer_id) AS customers,
+    # the current category of the product and the current gender of the customer ("Unknown" without one)
+    "dm_category_gender_monthly": f"""
+        SELECT coalesce(p.category_name, '{UNKNOWN}') AS category_name, coalesce(c.gender, '{UNKNOWN}') AS gender,
+               f.order_month AS month, count(DISTINCT f.customer_id) AS customers,
                CAST(sum(f.qty) AS BIGINT) AS units, CAST(sum(f.line_revenue) AS BIGINT) AS revenue
         FROM fct_order_lines f
-        JOIN dim_product p ON p.product_key = f.product_key
-        JOIN dim_customer c ON c.customer_key = f.customer_key
+        LEFT JOIN dim_product p ON p.product_id = f.product_id AND p.is_current AND p.product_key <> -1
+        LEFT JOIN dim_customer c ON c.customer_id = f.customer_id AND c.is_current AND c.customer_key <> -1
         GROUP BY ALL""",
     # quintiles, 5 the best: 1 + floor((rank - 1) * 5 / n), rank() over the n customers worst first (equal
     # values share a rank, so they share a score)
@@ -465,8 +474,9 @@ GOLD_SQL = {
     "dm_basket_pairs": """
         WITH styled AS (
             SELECT DISTINCT f.order_id, p.product_name AS style
-            FROM fct_order_lines f JOIN dim_product p ON p.product_key = f.product_key
-            WHERE f.product_key <> -1 AND p.product_name IS NOT NULL),
+            FROM fct_order_lines f
+            JOIN dim_product p ON p.product_id = f.product_id AND p.is_current AND p.product_key <> -1
+            WHERE p.product_name IS NOT NULL),
         n AS (SELECT count(DISTINCT order_id) AS all_orders FROM fct_order_lines),
         per_style AS (SELECT style, count(*) AS orders FROM styled GROUP BY style),
         pairs AS (
@@ -552,8 +562,8 @@ def build(dataset: str | Path, out: str | Path | None = None, run_date: date | N
 
         _contract(con)
         t = phase("contract", t)
-        for name in ["dim_location", "dim_customer", "dim_product", "_orders", "fct_order_lines", "fct_orders",
-                     "dim_date"]:
+        for name in ["dim_location", "dim_province", "dim_customer", "dim_product", "_orders", "fct_order_lines",
+                     "fct_orders", "dim_date"]:
             con.execute(f"CREATE TABLE {name} AS {SILVER_SQL[name]}")
         dq = _accounting(con, batch, run_at, run_date)
         t = phase("build silver", t)

@@ -12,6 +12,10 @@ Each task's outlets are the bronze tables it writes: together they schedule `app
 They run one at a time (Spark is the single writer, and both record their batch in `ops.ingest_runs`).
 The logical date is passed as `--run-date`, so a backfill replays the dates it covers; a replay of an
 already-landed date appends nothing. Schedule: `APPAREL_INGEST_SCHEDULE` (default `@daily`).
+
+A master snapshot that lacks more of bronze's keys than `bronze.snapshot_max_loss_percent` fails its task
+(a truncated workbook, a half-loaded table). When the rows were really deleted, trigger the DAG with the
+conf `{"accept_shrink": ["cities"]}`: the task then passes `--accept-shrink cities` to the job.
 """
 
 from airflow.sdk import DAG

@@ -34,10 +34,11 @@ def half_up(x: pd.Series) -> pd.Series:
 
 
 def fact_lines(src: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Order lines with their order's attributes; unknown cities become -1 as in the silver facts."""
+    """Order lines with their order's attributes; unknown cities and provinces become -1 (docs/data_model.md)."""
     o = src["orders"][["order_id", "order_date", "customer_id", "city_id", "province_id"]]
     f = src["order_details"].merge(o, on="order_id", how="inner")
     f["city_id"] = f["city_id"].where(f["city_id"].isin(src["cities"]["city_id"]), -1)
+    f["province_id"] = f["province_id"].where(f["province_id"].isin(src["provinces"]["province_id"]), -1)
     f["month"] = f["order_date"].dt.to_period("M").dt.to_timestamp()
     f["revenue"] = f["qty"] * f["item_price"]
     return f
@@ -84,17 +85,17 @@ def product_ranking(f: pd.DataFrame, src: dict[str, pd.DataFrame]) -> pd.DataFra
 
 
 def region_monthly(f: pd.DataFrame, src: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    g = f.groupby(["city_id", "month"]).agg(orders=("order_id", "nunique"), customers=("customer_id", "nunique"),
-                                            units=("qty", "sum"), revenue=("revenue", "sum")).reset_index()
-    cities = src["cities"].merge(src["provinces"], on="province_id", how="left")
-    cities = pd.DataFrame({
-        "city_id": cities["city_id"], "city_name": cities["city_names"],
-        "city_type": cities["city_names"].str.split().str[0].str.upper(),
-        "province_id": cities["province_id"].where(cities["province_names"].notna(), -1),
-        "province_name": cities["province_names"].fillna(UNKNOWN)})
-    unknown = pd.DataFrame([{"city_id": -1, "city_name": UNKNOWN, "city_type": "UNKNOWN", "province_id": -1,
-                             "province_name": UNKNOWN}])
-    out = g.merge(pd.concat([cities, unknown]), on="city_id", how="left")
+    """One row per province x city x month, where the order says it is (docs/data_model.md): the order's own
+    province, named from the provinces workbook, and its city (named from the cities workbook) within it."""
+    g = f.groupby(["province_id", "city_id", "month"]).agg(
+        orders=("order_id", "nunique"), customers=("customer_id", "nunique"), units=("qty", "sum"),
+        revenue=("revenue", "sum")).reset_index()
+    cities = pd.concat([pd.DataFrame({"city_id": src["cities"]["city_id"], "city_name": src["cities"]["city_names"],
+                                      "city_type": src["cities"]["city_names"].str.split().str[0].str.upper()}),
+                        pd.DataFrame([{"city_id": -1, "city_name": UNKNOWN, "city_type": "UNKNOWN"}])])
+    provinces = pd.concat([src["provinces"].rename(columns={"province_names": "province_name"}),
+                           pd.DataFrame([{"province_id": -1, "province_name": UNKNOWN}])])
+    out = g.merge(cities, on="city_id", how="left").merge(provinces, on="province_id", how="left")
     return out[["month", "province_id", "province_name", "city_id", "city_name", "city_type", "orders",
                 "customers", "units", "revenue"]]
 

@@ -54,11 +54,14 @@ register("ops.ingest_runs", "one row per bronze table per ingest batch")
 register("ops.dq_results", "one row per source table per silver run: the contract's row accounting")
 register("ops.silver_batches", "one row per bronze batch (or master snapshot) a silver run consumed")
 register("ops.silver_runs", "one row per silver run that changed silver: what it touched, for gold")
+register("ops.run_log", "one row per batch run (apparel run, apparel maintain, each spark-submit job): trigger, "
+         "start, end, status")
 register("ops.gold_runs", "one row per gold run that changed gold: the silver run it caught up to")
 register("silver.dim_date", "one row per calendar day covering every order date, plus the unknown day (-1)")
 register("silver.dim_customer", "one row per customer version (SCD type 2), plus the unknown customer (-1)")
 register("silver.dim_product", "one row per product version (SCD type 2), plus the unknown product (-1)")
 register("silver.dim_location", "one row per city, plus the unknown city (-1)")
+register("silver.dim_province", "one row per province, plus the unknown province (-1)")
 register("silver.fct_order_lines", "one row per order line, keyed by (order_id, order_detail_id)")
 register("silver.fct_orders", "one row per order")
 for _src in SOURCES.values():
@@ -67,7 +70,7 @@ for _mart, _grain in [
     ("dm_sales_monthly", "one row per month"),
     ("dm_product_monthly", "one row per product_id x month"),
     ("dm_product_ranking", "one row per product_id, over all time"),
-    ("dm_region_monthly", "one row per city x month"),
+    ("dm_region_monthly", "one row per province x city x month, the order's own province"),
     ("dm_category_gender_monthly", "one row per category x gender x month"),
     ("dm_customer_rfm", "one row per customer"),
     ("dm_customer_cohorts", "one row per cohort month x months since the first order"),

@@ -1,7 +1,7 @@
 """The ``apparel`` command line.
 
     apparel seed [--dataset DIR | --scale N [--seed S]]   load the store database and the landing area
-    apparel run [--layers bronze,...] [--dataset DIR] [--full-refresh]
+    apparel run [--layers bronze,...] [--dataset DIR] [--full-refresh] [--accept-shrink TABLE]
                                                           the main job (seeds the sample if the store is empty)
     apparel query "SQL"                                   Spark SQL over the lakehouse tables (bronze.orders, ...)
     apparel sql "SQL"                                     Trino SQL over the lakehouse (lakehouse.gold.dm_..., ...)
@@ -73,6 +73,7 @@ def cmd_seed(args) -> int:
 
 def cmd_run(args) -> int:
     from apparel.pipeline import parse_layers, run_layers, summary_lines
+    from apparel.runlog import batch_run
     from apparel.seed import is_seeded, seed_dataset, seed_generated
     from apparel.spark import get_spark
 
@@ -80,29 +81,31 @@ def cmd_run(args) -> int:
     layers = parse_layers(args.layers)
     started = time.monotonic()
     check_object_store(settings)
-    if args.dataset:
-        log(f"[seed] loading {args.dataset}")
-        seed_dataset(settings, Path(args.dataset), log=log)
-    elif "bronze" in layers and not is_seeded(settings):
-        log("[seed] the store database is empty: seeding the generated sample (scale 1)")
-        seed_generated(settings, log=log)
-    log(f"[spark] starting ({settings.spark['master']}); lakehouse {settings.lakehouse}")
-    spark = get_spark(settings)
-    summary = run_layers(spark, settings, layers, log=log, run_date=parse_run_date(args.run_date),
-                         full_refresh=args.full_refresh)
-    log(f"done in {time.monotonic() - started:.1f}s")
-    for line in summary_lines(summary, layers):
-        print(f"  {line}")
-    if settings.on_s3 and settings.trino.get("url"):
-        register_in_trino(settings)
-    if "gold" in layers:
-        from apparel.report import make_report
-
-        run_id = summary.get("silver_run_id") or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        path, lines = make_report(spark, settings, run_id, summary.get("silver_run_id"))
-        for line in lines:
+    with batch_run(settings, "run", layers, log=log) as run:
+        if args.dataset:
+            log(f"[seed] loading {args.dataset}")
+            seed_dataset(settings, Path(args.dataset), log=log)
+        elif "bronze" in layers and not is_seeded(settings):
+            log("[seed] the store database is empty: seeding the generated sample (scale 1)")
+            seed_generated(settings, log=log)
+        log(f"[spark] starting ({settings.spark['master']}); lakehouse {settings.lakehouse}; run {run.run_id}")
+        spark = get_spark(settings)
+        run.begin(spark)
+        summary = run_layers(spark, settings, layers, log=log, run_date=parse_run_date(args.run_date),
+                             full_refresh=args.full_refresh, between=run.check, accept_shrink=args.accept_shrink)
+        log(f"done in {time.monotonic() - started:.1f}s")
+        for line in summary_lines(summary, layers):
             print(f"  {line}")
-        print(f"report: {path}")
+        if settings.on_s3 and settings.trino.get("url"):
+            register_in_trino(settings)
+        if "gold" in layers:
+            from apparel.report import make_report
+
+            report_id = summary.get("silver_run_id") or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            path, lines = make_report(spark, settings, report_id, summary.get("silver_run_id"))
+            for line in lines:
+                print(f"  {line}")
+            print(f"report: {path}")
     return 0
 
 
@@ -148,6 +151,8 @@ def cmd_register(args) -> int:
 
 def cmd_status(args) -> int:
     from apparel.pipeline import table_status
+    from apparel.runlock import current_holder, describe
+    from apparel.runlog import RUN_LOG, last_runs
     from apparel.spark import get_spark
 
     settings = _settings(args)
@@ -161,16 +166,29 @@ def cmd_status(args) -> int:
         else:
             print(f"{r['table']:<32} {r['rows']:>10,} {r['version']:>8}  {str(r['last_batch'] or '-'):<24} "
                   f"{r['updated']}")
+    holder = current_holder(settings)
+    print(f"\nrun lock: {'free' if holder is None else 'held by ' + describe(holder)}")
+    runs = last_runs(spark, settings)
+    print(f"last runs ({RUN_LOG}, newest first):" if runs else f"no run recorded in {RUN_LOG} yet")
+    for r in runs:
+        ended = f"{r['ended_at']:%Y-%m-%d %H:%M:%S}" if r["ended_at"] else "-"
+        print(f"  {r['run_id']:<24} {r['trigger']:<34} {r['command']:<9} {r['started_at']:%Y-%m-%d %H:%M:%S}  "
+              f"{ended:<19}  {r['status']}" + (f": {r['error']}" if r["error"] else ""))
     return 0
 
 
 def cmd_maintain(args) -> int:
     from apparel.jobs.maintain import Maintenance
+    from apparel.runlog import batch_run
     from apparel.spark import get_spark
 
     settings = _settings(args)
-    log(f"[spark] starting ({settings.spark['master']}); lakehouse {settings.lakehouse}")
-    Maintenance(get_spark(settings), settings, log=log, retention_hours=args.retention_hours).run()
+    check_object_store(settings)
+    with batch_run(settings, "maintain", [], log=log) as run:
+        log(f"[spark] starting ({settings.spark['master']}); lakehouse {settings.lakehouse}; run {run.run_id}")
+        spark = get_spark(settings)
+        run.begin(spark)
+        Maintenance(spark, settings, log=log, retention_hours=args.retention_hours).run()
     return 0
 
 
@@ -276,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-date", help="logical date (YYYY-MM-DD): the SCD2 effective date; default today (UTC)")
     p.add_argument("--full-refresh", action="store_true",
                    help="rebuild silver and gold from all of bronze instead of processing only what is new")
+    p.add_argument("--accept-shrink", action="append", default=[], metavar="TABLE",
+                   help="land this master snapshot (customers, products, ...) even if it lacks more of bronze's keys "
+                        "than bronze.snapshot_max_loss_percent (a real deletion); repeatable")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("query", help="Spark SQL over the lakehouse tables, e.g. \"SELECT count(*) FROM bronze.orders\"")

@@ -30,6 +30,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "APPAREL_SPARK_DRIVER_MEMORY": "spark.driver_memory",
     "APPAREL_JDBC_PARTITIONS": "jdbc.num_partitions",
     "APPAREL_BRONZE_LOOKBACK_ORDERS": "bronze.lookback_orders",
+    "APPAREL_BRONZE_SNAPSHOT_MAX_LOSS": "bronze.snapshot_max_loss_percent",
     "APPAREL_MAINTENANCE_RETENTION_HOURS": "maintenance.retention_hours",
     "APPAREL_JARS_CACHE": "jars.cache_dir",
     "APPAREL_S3_ENDPOINT": "s3.endpoint",
@@ -55,6 +56,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "APPAREL_STREAM_STATE_DIR": "stream.state_dir",
     "APPAREL_STREAM_SILVER_INTERVAL": "stream.silver_interval",
     "APPAREL_LIVE_NOW": "stream.live_now",
+    "APPAREL_LOCK_STALE_AFTER": "lock.stale_after",
 }
 
 
@@ -119,6 +121,7 @@ class BronzeSettings:
     """``bronze:`` in conf/base.yaml."""
 
     lookback_orders: int    # order ids below the high-water mark re-read each run for late rows (0: none)
+    snapshot_max_loss_percent: int  # a master snapshot losing more of the held snapshot's keys fails the run
 
 
 @dataclass(frozen=True)
@@ -213,7 +216,12 @@ class Settings:
 
     @property
     def bronze(self) -> BronzeSettings:
-        return BronzeSettings(lookback_orders=_setting_int(self.raw, "bronze.lookback_orders", 0))
+        loss = _setting_int(self.raw, "bronze.snapshot_max_loss_percent", 0)
+        if loss > 100:
+            raise ConfigError(f"bronze.snapshot_max_loss_percent (APPAREL_BRONZE_SNAPSHOT_MAX_LOSS) must be 0 to "
+                              f"100, got {loss}")
+        return BronzeSettings(lookback_orders=_setting_int(self.raw, "bronze.lookback_orders", 0),
+                              snapshot_max_loss_percent=loss)
 
     @property
     def maintenance(self) -> MaintenanceSettings:

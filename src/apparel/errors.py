@@ -13,6 +13,10 @@ class SourceError(ApparelError):
     """A source file, workbook or the store database does not hold what the pipeline needs."""
 
 
+class SnapshotShrinkError(SourceError):
+    """A master snapshot lost more of the held snapshot's keys than bronze.snapshot_max_loss_percent allows."""
+
+
 class SetupError(ApparelError):
     """A prerequisite (Java, jars, a service) is missing."""
 

@@ -6,13 +6,17 @@ with at least one line in ``fct_order_lines``. Grains:
 - ``dm_sales_monthly``: one row per month.
 - ``dm_product_monthly``: one row per product_id x month.
 - ``dm_product_ranking``: one row per product_id, over all time.
-- ``dm_region_monthly``: one row per city x month.
-- ``dm_category_gender_monthly``: one row per category x gender x month.
+- ``dm_region_monthly``: one row per province x city x month (the order's own province).
+- ``dm_category_gender_monthly``: one row per current category x current gender x month.
 - ``dm_customer_rfm``: one row per customer.
 - ``dm_customer_cohorts``: one row per cohort month x months since the first order.
 - ``dm_basket_pairs``: one row per unordered pair of product styles bought in the same order.
 - ``dm_sales_live``: one row per minute of order time with at least one line, for the current and the previous
   day (lines at or after :func:`live_window_start` of "now"; later lines are kept).
+
+Labels: every mart shows a product's and a customer's **current** attributes (the ``is_current`` version of
+``dim_product`` and ``dim_customer``, by ``product_id`` and ``customer_id``; "Unknown" when there is none), so a
+product that changed category moves, with its history, to the new category in every mart at once.
 
 RFM segments (scores are quintiles 1-5, 5 best, equal values equal scores; the first rule that fits wins):
 Champions r>=4, f>=4, m>=4 | Loyal f>=4, r>=3 | At Risk r<=2, f>=3 | Potential r>=3 | Hibernating otherwise.
@@ -91,20 +95,29 @@ def dm_product_ranking(lines: DataFrame, dim_product: DataFrame) -> DataFrame:
         "revenue_rank")
 
 
-def dm_region_monthly(lines: DataFrame, dim_location: DataFrame) -> DataFrame:
-    m = lines.groupBy("city_id", _month().alias("month")).agg(
+def dm_region_monthly(lines: DataFrame, dim_location: DataFrame, dim_province: DataFrame) -> DataFrame:
+    """Revenue where the orders say they are: the order's own province (the fact's ``province_id``), and its
+    city within it; an unknown city is the "Unknown" city of that province, and a city of another province
+    stays under the order's province (silver warned ``city_province_mismatch``)."""
+    m = lines.groupBy("province_id", "city_id", _month().alias("month")).agg(
         *_sales(), F.countDistinct("customer_id").alias("customers"))
-    loc = dim_location.select("city_id", "city_name", "city_type", "province_id", "province_name")
-    return m.join(F.broadcast(loc), "city_id", "left").select(
+    city = dim_location.select("city_id", "city_name", "city_type")
+    prov = dim_province.select("province_id", "province_name")
+    return m.join(F.broadcast(city), "city_id", "left").join(F.broadcast(prov), "province_id", "left").select(
         "month", "province_id", "province_name", "city_id", "city_name", "city_type",
         "orders", "customers", "units", "revenue")
 
 
+def current_customers(dim_customer: DataFrame) -> DataFrame:
+    """One row per customer_id: its current version's labels."""
+    return dim_customer.where("is_current AND customer_key <> -1").select("customer_id", "full_name", "gender")
+
+
 def dm_category_gender_monthly(lines: DataFrame, dim_product: DataFrame, dim_customer: DataFrame) -> DataFrame:
-    """Category and gender of the versions valid at the order (the facts' keys), unknown members included."""
-    prod = dim_product.select("product_key", "category_name")
-    cust = dim_customer.select("customer_key", "gender")
-    j = lines.join(F.broadcast(prod), "product_key", "left").join(F.broadcast(cust), "customer_key", "left")
+    """The current category of the product and the current gender of the customer ("Unknown" without one)."""
+    prod = current_products(dim_product).select("product_id", "category_name")
+    cust = current_customers(dim_customer).select("customer_id", "gender")
+    j = lines.join(F.broadcast(prod), "product_id", "left").join(F.broadcast(cust), "customer_id", "left")
     j = j.withColumn("category_name", F.coalesce("category_name", F.lit(UNKNOWN))) \
          .withColumn("gender", F.coalesce("gender", F.lit(UNKNOWN)))
     return j.groupBy("category_name", "gender", _month().alias("month")).agg(
@@ -132,8 +145,7 @@ def dm_customer_rfm(lines: DataFrame, dim_customer: DataFrame) -> DataFrame:
     segment = None
     for name, cond in RFM_SEGMENTS:
         segment = (F.when(F.expr(cond), name) if segment is None else segment.when(F.expr(cond), name))
-    names = dim_customer.where("is_current AND customer_key <> -1").select("customer_id", "full_name", "gender")
-    return per.join(F.broadcast(names), "customer_id", "left").select(
+    return per.join(F.broadcast(current_customers(dim_customer)), "customer_id", "left").select(
         "customer_id", F.coalesce("full_name", F.lit(UNKNOWN)).alias("full_name"),
         F.coalesce("gender", F.lit(UNKNOWN)).alias("gender"),
         "first_order_date", "last_order_date", "orders", "units", "revenue", "recency_days",
@@ -155,11 +167,11 @@ def dm_customer_cohorts(lines: DataFrame) -> DataFrame:
 
 
 def dm_basket_pairs(lines: DataFrame, dim_product: DataFrame) -> DataFrame:
-    """Pairs of styles (product_name, ignoring size and category) bought in the same order. Lines of an
-    unknown product have no style and take part in no pair; they still count in "all orders"."""
-    styles = dim_product.where("product_key <> -1").select("product_key", F.col("product_name").alias("style"))
+    """Pairs of styles (the current product_name, ignoring size and category) bought in the same order. Lines of
+    an unknown product have no style and take part in no pair; they still count in "all orders"."""
+    styles = current_products(dim_product).select("product_id", F.col("product_name").alias("style"))
     all_orders = lines.agg(F.countDistinct("order_id").cast("double").alias("_all"))
-    os_ = lines.join(F.broadcast(styles), "product_key", "inner").select("order_id", "style").distinct()
+    os_ = lines.join(F.broadcast(styles), "product_id", "inner").select("order_id", "style").distinct()
     per_style = os_.groupBy("style").agg(F.count(F.lit(1)).alias("n"))
     a, b = os_.alias("a"), os_.alias("b")
     pairs = a.join(b, (F.col("a.order_id") == F.col("b.order_id")) & (F.col("a.style") < F.col("b.style"))) \
@@ -195,14 +207,14 @@ def dm_sales_live(lines: DataFrame, window_start: datetime) -> DataFrame:
         "minute", "orders", "units", "revenue", "customers")
 
 
-def build_marts(lines: DataFrame, dim_product: DataFrame, dim_customer: DataFrame,
-                dim_location: DataFrame, only: list[str] | None = None) -> dict[str, DataFrame]:
+def build_marts(lines: DataFrame, dim_product: DataFrame, dim_customer: DataFrame, dim_location: DataFrame,
+                dim_province: DataFrame, only: list[str] | None = None) -> dict[str, DataFrame]:
     """The marts (all of them, or those named in ``only``) as plans over the given fact lines."""
     builders = {
         "dm_sales_monthly": lambda: dm_sales_monthly(lines),
         "dm_product_monthly": lambda: dm_product_monthly(lines, dim_product),
         "dm_product_ranking": lambda: dm_product_ranking(lines, dim_product),
-        "dm_region_monthly": lambda: dm_region_monthly(lines, dim_location),
+        "dm_region_monthly": lambda: dm_region_monthly(lines, dim_location, dim_province),
         "dm_category_gender_monthly": lambda: dm_category_gender_monthly(lines, dim_product, dim_customer),
         "dm_customer_rfm": lambda: dm_customer_rfm(lines, dim_customer),
         "dm_customer_cohorts": lambda: dm_customer_cohorts(lines),

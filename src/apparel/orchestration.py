@@ -129,6 +129,20 @@ def launch_conf(settings) -> dict[str, str]:
     return {k: v for k, v in conf.items() if k in keep and v}
 
 
+def accept_shrink_args(application: str, context: Any) -> list[str]:
+    """``--accept-shrink T`` for each table of the DAG run's conf ``{"accept_shrink": ["cities", ...]}`` (trigger
+    the ingestion with it to land master snapshots that lost more keys than bronze.snapshot_max_loss_percent);
+    only the bronze job takes it."""
+    dag_run = context.get("dag_run") if hasattr(context, "get") else None
+    conf = (getattr(dag_run, "conf", None) or {}) if dag_run is not None else {}
+    tables = conf.get("accept_shrink") or []
+    if isinstance(tables, str):
+        tables = [tables]
+    if not Path(application).name.startswith("bronze_ingest") or not tables:
+        return []
+    return [arg for t in tables for arg in ("--accept-shrink", str(t))]
+
+
 class SparkJobOperator(SparkSubmitOperator):
     """``SparkSubmitOperator`` for one of ``spark_jobs/``.
 
@@ -161,7 +175,10 @@ class SparkJobOperator(SparkSubmitOperator):
         else:
             self.jars = ",".join(jars)
         self.conf = {**launch_conf(settings), **(self.conf or {})}
-        self.application_args = [*self.application_args, "--run-date", run_date]
+        self.application_args = [*self.application_args, "--run-date", run_date,
+                                 *accept_shrink_args(self.application, context)]
+        # the job's row of ops.run_log and its run lock name the task that submitted it
+        self.env_vars = {**(self.env_vars or {}), "APPAREL_RUN_TRIGGER": f"airflow:{self.dag_id}/{self.task_id}"}
         super().execute(context)
         for outlet in self.outlets:
             if isinstance(outlet, Asset):

@@ -12,14 +12,14 @@ from apparel.errors import ConfigError
 LAYER_ORDER = ("bronze", "silver", "gold")
 
 
-def _run_bronze(spark, settings: Settings, log, run_date, full_refresh=False) -> dict:
+def _run_bronze(spark, settings: Settings, log, run_date, full_refresh=False, accept_shrink=()) -> dict:
     from apparel.jobs.bronze import BronzeIngest, bronze_warnings
 
-    results = BronzeIngest(spark, settings, log=log).run()
+    results = BronzeIngest(spark, settings, log=log, accept_shrink=accept_shrink).run()
     return {"bronze": {r.table: r.rows_written for r in results}, "bronze_warnings": bronze_warnings(results)}
 
 
-def _run_silver(spark, settings: Settings, log, run_date, full_refresh=False) -> dict:
+def _run_silver(spark, settings: Settings, log, run_date, full_refresh=False, accept_shrink=()) -> dict:
     from apparel.jobs.silver import SilverBuild
 
     result = SilverBuild(spark, settings, run_date=run_date, log=log, full_refresh=full_refresh).run()
@@ -27,7 +27,7 @@ def _run_silver(spark, settings: Settings, log, run_date, full_refresh=False) ->
             "silver_run_id": result.run_id if result.mode != "unchanged" else None}
 
 
-def _run_gold(spark, settings: Settings, log, run_date, full_refresh=False) -> dict:
+def _run_gold(spark, settings: Settings, log, run_date, full_refresh=False, accept_shrink=()) -> dict:
     from apparel.jobs.gold import GoldBuild
 
     return {"gold": GoldBuild(spark, settings, log=log, full_refresh=full_refresh).run()}
@@ -47,12 +47,17 @@ def parse_layers(text: str | None) -> list[str]:
 
 
 def run_layers(spark, settings: Settings, layers: list[str], log=print, run_date: date | None = None,
-               full_refresh: bool = False) -> dict:
+               full_refresh: bool = False, between: Callable[[], None] | None = None,
+               accept_shrink: list[str] | tuple = ()) -> dict:
     """Run ``layers`` in order in one Spark session; returns rows written per layer and the contract results.
-    ``full_refresh`` rebuilds silver and gold from all of bronze instead of catching up incrementally."""
+    ``full_refresh`` rebuilds silver and gold from all of bronze instead of catching up incrementally;
+    ``between()`` runs before each layer (a run that lost its lock stops there); ``accept_shrink``: master
+    snapshots bronze lands even when they lack more keys than ``bronze.snapshot_max_loss_percent``."""
     summary: dict = {}
     for layer in layers:
-        summary.update(RUNNERS[layer](spark, settings, log, run_date, full_refresh))
+        if between is not None:
+            between()
+        summary.update(RUNNERS[layer](spark, settings, log, run_date, full_refresh, accept_shrink))
     return summary
 
 

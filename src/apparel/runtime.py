@@ -106,16 +106,24 @@ def one_line_error(exc: BaseException) -> str:
 
 def run_job(body: Callable, env: str | None = None, app_name: str | None = None,
             before_spark: Callable | None = None) -> int:
-    """Shared wrapper of the spark-submit entry points: settings, ``before_spark(settings)`` (checks that need
-    no session), the session, ``body(spark, settings)``, one-line errors."""
+    """Shared wrapper of the spark-submit entry points: settings, the run lock and ``ops.run_log``
+    (:func:`apparel.runlog.batch_run`: one run at a time on the lakehouse, trigger ``spark-submit``, or
+    ``airflow:<dag>/<task>`` from Airflow's operator), ``before_spark(settings)`` (checks that need no session),
+    the session, ``body(spark, settings)``, one-line errors."""
+    from apparel.runlog import batch_run
     from apparel.spark import get_spark
 
+    command = (app_name or "job").removeprefix("apparel-")
+    layers = [command] if command in ("bronze", "silver", "gold") else []
     try:
         settings = load_settings(env=env)
-        if before_spark is not None:
-            before_spark(settings)
-        spark = get_spark(settings, app_name=app_name)
-        body(spark, settings)
+        with batch_run(settings, command, layers, trigger="spark-submit",
+                       log=lambda m: print(m, file=sys.stderr, flush=True)) as run:
+            if before_spark is not None:
+                before_spark(settings)
+            spark = get_spark(settings, app_name=app_name)
+            run.begin(spark)
+            body(spark, settings)
         return 0
     except Exception as exc:  # noqa: BLE001 - reported as one line, the log keeps the traceback
         traceback.print_exc(file=sys.stderr)

@@ -83,6 +83,13 @@ def build_dim_location(cities: DataFrame, provinces: DataFrame) -> DataFrame:
     return _with_row(dim, (UNKNOWN_KEY, UNKNOWN, "UNKNOWN", UNKNOWN_KEY, UNKNOWN, False))
 
 
+def build_dim_province(provinces: DataFrame) -> DataFrame:
+    """Valid provinces -> one row per province, plus the unknown province (-1): the names of the orders' own
+    provinces (``dm_region_monthly``), a province no city names included."""
+    dim = provinces.select("province_id", F.col("province_names").alias("province_name"))
+    return _with_row(dim, (UNKNOWN_KEY, UNKNOWN))
+
+
 def build_dim_date(order_dates: DataFrame) -> DataFrame:
     """One row per day from the first to the last order date (column ``order_date``), plus key -1."""
     bounds = order_dates.select(F.min(F.to_date("order_date")).alias("lo"), F.max(F.to_date("order_date")).alias("hi"))
@@ -217,9 +224,12 @@ def resolve_version(facts: DataFrame, dim: DataFrame, natural_key: str, surrogat
 def resolve_orders(orders: DataFrame, dim_customer: DataFrame, dim_location: DataFrame,
                    province_ids: DataFrame) -> DataFrame:
     """Valid orders with ``date_key``, ``customer_key`` and resolved ``city_id``/``province_id`` (-1 when
-    unknown), plus ``_orphan_customer``/``_orphan_city``/``_orphan_province`` flags."""
+    unknown), plus ``_orphan_customer``/``_orphan_city``/``_orphan_province`` flags and
+    ``_city_province_mismatch`` (city and province both known, the city in another known province: the order
+    keeps its own province)."""
     o = resolve_version(orders, dim_customer, "customer_id", "customer_key")
-    cities = dim_location.where(F.col("city_id") != UNKNOWN_KEY).select(F.col("city_id").alias("_city"))
+    cities = dim_location.where(F.col("city_id") != UNKNOWN_KEY).select(
+        F.col("city_id").alias("_city"), F.col("province_id").alias("_city_prov"))
     provs = province_ids.select(F.col("province_id").alias("_prov")).distinct()
     o = o.join(F.broadcast(cities), o["city_id"] == cities["_city"], "left") \
          .join(F.broadcast(provs), o["province_id"] == provs["_prov"], "left")
@@ -231,6 +241,8 @@ def resolve_orders(orders: DataFrame, dim_customer: DataFrame, dim_location: Dat
         (F.col("customer_key") == UNKNOWN_KEY).alias("_orphan_customer"),
         F.col("_city").isNull().alias("_orphan_city"),
         F.col("_prov").isNull().alias("_orphan_province"),
+        (F.col("_city").isNotNull() & F.col("_prov").isNotNull() & (F.col("_city_prov") != UNKNOWN_KEY)
+         & (F.col("_city_prov") != F.col("_prov"))).alias("_city_province_mismatch"),
     )
 
 

@@ -250,6 +250,27 @@ def test_task_logs_show_the_row_accounting(day, sample):
         assert re.search(rf"order_details\s+{lines:,}\s+=\s+{lines:,}\s+\+\s+0\s+\+\s+0\s+yes", log), dag_id
 
 
+def test_each_task_is_a_run_of_the_run_log_failed_tries_included(spark, day):
+    # read before the backfill below adds its two runs; oldest first
+    rows = day["catalog"].read(spark, "ops.run_log").orderBy("started_at", "run_id").collect()
+    excel = "airflow:apparel_ingestion/bronze_excel"
+    store = ("airflow:apparel_ingestion/bronze_store", "bronze", "bronze", "succeeded")
+    got = [(r.trigger, r.command, r.layers, r.status) for r in rows]
+    # the failed day: the store's task and the workbooks' three tries (the two tasks in either order; the
+    # failed tries, which never started Spark, were appended by the next run), then the day again, transform,
+    # marts
+    assert sorted(got[:4]) == sorted([store, *[(excel, "bronze", "bronze", "failed")] * 3]), got
+    assert sorted(got[4:6]) == sorted([store, (excel, "bronze", "bronze", "succeeded")]), got
+    assert got[6:] == [("airflow:apparel_transform/silver_build", "silver", "silver", "succeeded"),
+                       ("airflow:apparel_marts/gold_build", "gold", "gold", "succeeded")], got
+    assert not list((Path(day["settings"].lakehouse) / "_apparel" / "runs").glob("*.json"))
+    for r in rows:
+        assert r.ended_at >= r.started_at and len({x.run_id for x in rows}) == len(rows)
+        assert (r.error is None) == (r.status == "succeeded"), r
+        if r.error:  # the job's own one-line error, as the task log shows it
+            assert "cities.xlsx" in r.error and f"error: {r.error}" in day["failed_log"], r.error
+
+
 def test_marts_skip_the_query_layer_on_a_local_lakehouse(day):
     states = dict(metadata(day["home"], "SELECT task_id, state FROM task_instance WHERE dag_id = 'apparel_marts'"))
     assert states == {"gold_build": "success", "refresh_query_layer": "skipped"}

@@ -14,7 +14,7 @@ import pytest
 from openpyxl import Workbook
 
 from apparel.catalog import Catalog
-from apparel.errors import SourceError
+from apparel.errors import ConfigError, SnapshotShrinkError, SourceError
 from apparel.jobs.bronze import BronzeIngest
 from apparel.pipeline import run_layers, summary_lines
 from apparel.report import _ingest_table, latest_ingest
@@ -347,3 +347,69 @@ def test_unchanged_snapshot_writes_no_delta_version_and_a_changed_one_does(spark
     # the earlier snapshot stays readable by time travel
     v0 = spark.read.format("delta").option("versionAsOf", 0).load(Catalog(settings).path("bronze.cities"))
     assert Counter(tuple(r) for r in v0.select(*_source_columns("cities")).collect()) == Counter(CITIES)
+
+
+def test_a_shrunken_master_snapshot_fails_the_run_before_anything_is_written(spark, make_settings):
+    """bronze.snapshot_max_loss_percent (20 %): a snapshot lacking more than that share of the held snapshot's
+    keys fails the run naming each such table with its counts, and no table gets a new version; exactly 20 % is
+    allowed; --accept-shrink lands the named table."""
+    settings = make_settings("sqlite")
+    db = StoreDB(settings.store_db)
+    customers = [(i, f"First{i}", f"Last{i}", "MF"[i % 2]) for i in range(1, 11)]
+    products = [(i, f"Kaos {i}", "M", 50000 + i, 1) for i in range(1, 6)]
+    cities = [(10 * i, f"KOTA {i}", 1 + i % 2) for i in range(1, 6)]
+    db.replace_rows(SOURCES["customers"], customers)
+    db.replace_rows(SOURCES["products"], products)
+    db.replace_rows(SOURCES["product_categories"], [(1, "Pria"), (2, "Wanita")])
+    db.create_schema(SOURCES.values())
+    db.insert_rows(SOURCES["orders"], [_order(1)])
+    db.insert_rows(SOURCES["order_details"], [_line(1, 1)])
+    _landing_workbooks(settings, cities=cities)
+    BronzeIngest(spark, settings, log=quiet).run()
+    tables = SNAPSHOTS + ["orders", "order_details"]
+    before = _versions(spark, settings, tables)
+    ingest_runs = Catalog(settings).count(spark, "ops.ingest_runs")
+
+    # a half-loaded customers table (3 of 10 gone), a truncated cities workbook (4 of 5 gone), an empty provinces
+    # workbook, one product of 5 deleted (20 %: allowed), and a new order waiting
+    db.replace_rows(SOURCES["customers"], customers[3:])
+    db.replace_rows(SOURCES["products"], products[1:])
+    db.insert_rows(SOURCES["orders"], [_order(2)])
+    db.insert_rows(SOURCES["order_details"], [_line(2, 2)])
+    _write_workbook(settings_path(settings, "provinces.xlsx"), "Sheet1", ["province_id", "province_names"], [])
+    _write_workbook(settings_path(settings, "cities.xlsx"), "Worksheet", ["city_id", "city_names", "province_id"],
+                    [list(cities[0])])
+    with pytest.raises(SnapshotShrinkError) as err:
+        BronzeIngest(spark, settings, log=quiet).run()
+    message = str(err.value)
+    assert "bronze.customers: the new snapshot lacks 3 of the 10 keys (30.0 %) of the snapshot bronze holds " \
+           "(version 0)" in message
+    assert "bronze.cities: the new snapshot lacks 4 of the 5 keys (80.0 %)" in message
+    assert "bronze.provinces: the new snapshot lacks 2 of the 2 keys (100.0 %)" in message
+    assert "products" not in message
+    assert ": more than bronze.snapshot_max_loss_percent (20 %), so nothing was written (a truncated workbook or a " \
+           "half-loaded table?). If those rows were really deleted, run again with --accept-shrink " in message
+    assert set(message.rsplit("run again with ", 1)[1].replace("--accept-shrink ", "").split()) == \
+        {"customers", "provinces", "cities"}
+    assert _versions(spark, settings, tables) == before
+    assert Catalog(settings).count(spark, "ops.ingest_runs") == ingest_runs
+
+    # one table accepted is not enough
+    with pytest.raises(SnapshotShrinkError) as err:
+        BronzeIngest(spark, settings, log=quiet, accept_shrink=["customers"]).run()
+    assert "bronze.customers" not in str(err.value) and "bronze.cities" in str(err.value)
+    assert _versions(spark, settings, tables) == before
+    with pytest.raises(ConfigError, match="--accept-shrink orders: not a master snapshot table"):
+        BronzeIngest(spark, settings, log=quiet, accept_shrink=["orders"])
+
+    said: list[str] = []
+    BronzeIngest(spark, settings, log=said.append, accept_shrink=["customers", "cities", "provinces"]).run()
+    assert _bronze_rows(spark, settings, "customers") == Counter(customers[3:])
+    assert _bronze_rows(spark, settings, "products") == Counter(products[1:])
+    assert _bronze_rows(spark, settings, "cities") == Counter([cities[0]])
+    assert _bronze_rows(spark, settings, "provinces") == Counter()
+    assert _bronze_rows(spark, settings, "orders") == Counter([_order(1), _order(2)])
+    assert "  warning: bronze.customers: the new snapshot lacks 3 of the 10 keys (30.0 %) of the snapshot bronze " \
+           "holds (version 0): accepted (--accept-shrink customers)" in said, said
+    assert "  note: bronze.products: the new snapshot lacks 1 of the 5 keys (20.0 %) of the snapshot bronze holds " \
+           "(version 0), within bronze.snapshot_max_loss_percent (20 %)" in said, said

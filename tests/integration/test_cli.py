@@ -64,6 +64,10 @@ def test_seed_run_query_status(env, tmp_path):
     status = apparel(env, "status").stdout
     assert re.search(rf"bronze\.order_details\s+{len(lines):,}\s+\d+", status), status
     assert re.search(r"gold\.dm_sales_monthly\s+\d+", status), status
+    # the run lock is free again, and the run is the run log's one row, ended
+    assert "\nrun lock: free\n" in status, status
+    run_id = re.search(r"lakehouse \S+; run (\S+)$", run.stdout, re.M).group(1)
+    assert re.search(rf"^  {run_id}\s+cli\s+run\s+\S+ \S+\s+\S+ \S+\s+succeeded$", status, re.M), status
 
 
 def test_errors_are_one_line(env):
@@ -71,7 +75,7 @@ def test_errors_are_one_line(env):
     bad = apparel(env, "query", "SELECT * FROM silver.fct_order", check=False)
     assert bad.returncode == 1
     assert bad.stderr.strip() == ("error: unknown table silver.fct_order: the silver layer holds dim_customer, "
-                                  "dim_date, dim_location, dim_product, fct_order_lines, fct_orders")
+                                  "dim_date, dim_location, dim_product, dim_province, fct_order_lines, fct_orders")
     layers = apparel(env, "run", "--layers", "platinum", check=False)
     assert layers.returncode == 1
     assert layers.stderr.strip() == "error: unknown layer(s) platinum; choose from bronze, silver, gold"

@@ -7,6 +7,7 @@ compared with the pandas model over exactly those surviving rows."""
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -14,7 +15,9 @@ from pyspark.sql import functions as F
 
 import expected_model as em
 from apparel.catalog import Catalog
+from apparel.errors import SnapshotShrinkError
 from apparel.generator import generate
+from apparel.jobs.bronze import BronzeIngest
 from apparel.pipeline import run_layers
 from apparel.seed import seed_dataset
 from conftest import in_parallel, settings_in
@@ -43,7 +46,9 @@ def build_dirty(folder):
         "order_detail_id": lid, "order_id": oid, "product_id": pid, "qty": qty, "item_price": price,
         "unit_sales": qty * price if sales is None else sales}
 
-    A, B, C, D, E, F_, G, H = (max_o + i for i in range(1, 9))
+    A, B, C, D, E, F_, G, H, I_ = (max_o + i for i in range(1, 10))
+    # a province other than the city's: the order says it is there, the city workbook says otherwise
+    other_prov = int(src["provinces"].province_id[src["provinces"].province_id != city.province_id].iloc[0])
     dirty_orders = [
         o(A), o(A),                                   # exact duplicate: one copy survives
         o(None),                                      # null_key
@@ -51,7 +56,8 @@ def build_dirty(folder):
         o(C, when="1900-01-01 00:00:00.000"),         # invalid_date (out of range)
         o(D, cust=c1), o(D, cust=c2),                 # key_collision: both versions
         o(E, cust=987654),                            # orphan_customer (kept)
-        o(F_, city_id=987654),                        # orphan_city (kept)
+        o(F_, city_id=987654),                        # orphan_city (kept, under its own province)
+        o(I_, prov=other_prov),                       # city_province_mismatch (kept, under the order's province)
         o(G), o(H),                                   # clean carriers for line cases
     ]
     orders = _append(orders, [{k: (None if v is None else str(v)) for k, v in r.items()} for r in dirty_orders])
@@ -68,6 +74,8 @@ def build_dirty(folder):
         ln(L + 8, 99_999_999),                        # missing_order
         ln(L + 9, H, pid=987654, price=1000),         # orphan_product (kept)
         ln(L + 10, E), ln(L + 11, F_),                # lines of the orphan orders (kept)
+        ln(L + 13, I_, qty=3),                        # the mismatched order's line (kept)
+        ln(L + 14, G, qty=2**62, price=4, sales=0),   # qty x price beyond BIGINT: invalid_amount, not a crash
         ln(int(lines.order_detail_id.iloc[0]), H),    # reused_line_id: same id, another order (kept)
     ]
     lines = _append(lines, dirty_lines)
@@ -92,12 +100,12 @@ def build_dirty(folder):
 
     quarantine = {
         "orders": {"null_key": 1, "invalid_date": 2, "key_collision": 2},
-        "order_details": {"null_key": 1, "invalid_amount": 2, "amount_mismatch": 1, "key_collision": 2,
+        "order_details": {"null_key": 1, "invalid_amount": 3, "amount_mismatch": 1, "key_collision": 2,
                           "missing_order": 3},
         "customers": {"null_key": 1, "key_collision": 2},
     }
     duplicates = {"orders": 1, "order_details": 1, "customers": 1}
-    warnings = {"orders": {"orphan_customer": 1, "orphan_city": 1}, "order_details": {
+    warnings = {"orders": {"orphan_customer": 1, "orphan_city": 1, "city_province_mismatch": 1}, "order_details": {
         "orphan_product": 1, "reused_line_id": 2}, "products": {"orphan_category": 1},
         "cities": {"orphan_province": 1}}
 
@@ -106,7 +114,7 @@ def build_dirty(folder):
     good_orders = good_orders[~good_orders.order_id.isin([B, C, D])].drop_duplicates()
     good_orders = good_orders.astype({"customer_id": int, "province_id": int, "city_id": int})
     good_orders["order_date"] = pd.to_datetime(good_orders["order_date"])
-    bad_line_ids = {L + 2, L + 3, L + 4, L + 5, L + 6, L + 7, L + 8}
+    bad_line_ids = {L + 2, L + 3, L + 4, L + 5, L + 6, L + 7, L + 8, L + 14}
     good_lines = lines.dropna(subset=["order_detail_id"]).astype(int)
     good_lines = good_lines[~good_lines.order_detail_id.isin(bad_line_ids)].drop_duplicates()
     survivors = dict(src, cities=cities, orders=good_orders, order_details=good_lines,
@@ -179,5 +187,46 @@ def test_gold_equals_the_model_over_the_survivors(spark, dirty):
     assert fct.agg(F.sum("line_revenue")).collect()[0][0] == int(facts["revenue"].sum())
     em.assert_same(catalog.read(spark, "gold.dm_sales_monthly"), em.sales_monthly(facts), ["month"])
     em.assert_same(catalog.read(spark, "gold.dm_product_ranking"), em.product_ranking(facts, s), ["product_id"])
-    em.assert_same(catalog.read(spark, "gold.dm_region_monthly"), em.region_monthly(facts, s), ["city_id", "month"])
+    em.assert_same(catalog.read(spark, "gold.dm_region_monthly"), em.region_monthly(facts, s),
+                   ["province_id", "city_id", "month"])
     em.assert_same(catalog.read(spark, "gold.dm_basket_pairs"), em.basket_pairs(facts, s), ["style_a", "style_b"])
+
+
+def test_regions_follow_the_orders_own_province(spark, dirty):
+    catalog, s = dirty["catalog"], dirty["survivors"]
+    mart = catalog.read(spark, "gold.dm_region_monthly").toPandas()
+    fct = catalog.read(spark, "silver.fct_order_lines").toPandas()
+    # revenue by province: the mart holds exactly the fact's
+    assert mart.groupby("province_id")["revenue"].sum().to_dict() == \
+        fct.groupby("province_id")["line_revenue"].sum().to_dict()
+    # and both the source's orders' own provinces (pandas over the surviving rows)
+    facts = em.fact_lines(s)
+    assert mart.groupby("province_id")["revenue"].sum().to_dict() == \
+        facts.groupby("province_id")["revenue"].sum().to_dict()
+    orders = s["orders"].set_index("order_id")
+    mismatched = orders.loc[orders.index.max()]  # the last dirty order: its city lies in another province
+    city_prov = int(s["cities"].set_index("city_id").loc[mismatched.city_id, "province_id"])
+    assert city_prov != mismatched.province_id
+    row = mart[(mart.city_id == mismatched.city_id) & (mart.province_id == mismatched.province_id)]
+    assert len(row) == 1 and row.iloc[0].province_name == s["provinces"].set_index("province_id").loc[
+        mismatched.province_id, "province_names"]
+    # the order with an unknown city is the "Unknown" city of its own province, not of province -1
+    assert not (mart.province_id == -1).any()
+    assert set(mart[mart.city_id == -1].province_id) == {int(s["cities"].iloc[0].province_id)}
+
+
+def test_a_truncated_cities_workbook_fails_bronze_and_writes_nothing(spark, dirty, tmp_path):
+    settings, catalog = dirty["settings"], dirty["catalog"]
+    workbook = Path(settings.landing) / "cities.xlsx"
+    cities = pd.read_excel(workbook, sheet_name="Worksheet")
+    before = {n: catalog.version(spark, n) for n in ("bronze.cities", "bronze.orders", "bronze.customers")}
+    kept = tmp_path / "cities.xlsx"
+    workbook.rename(kept)
+    try:
+        cities.head(len(cities) // 2).to_excel(workbook, sheet_name="Worksheet", index=False)
+        with pytest.raises(SnapshotShrinkError, match=rf"bronze.cities: the new snapshot lacks "
+                                                      rf"{len(cities) - len(cities) // 2} of the {len(cities)} keys"):
+            BronzeIngest(spark, settings, log=lambda m: None).run()
+        assert {n: catalog.version(spark, n) for n in before} == before
+    finally:
+        kept.replace(workbook)

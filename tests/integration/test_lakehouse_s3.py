@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -23,8 +25,11 @@ from apparel.catalog import TABLES, Catalog
 from apparel.config import PROJECT_ROOT, load_settings
 from apparel.objectstore import S3Location, client, remove_prefix
 from apparel.pipeline import run_layers
+from apparel.runlock import LOCK_PATH, RunLock
+from apparel.runlog import last_runs
 from apparel.trino_catalog import execute, register_tables, unregister_under
 from conftest import in_parallel, project_env
+from run_lock_helpers import start_holder
 from test_pipeline_shared import SILVER_GOLD
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
@@ -170,8 +175,6 @@ def test_wrong_credentials_fail_early_naming_the_endpoint(services, tmp_path):
 
 
 def test_an_unreachable_endpoint_is_a_one_line_error(tmp_path):
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -206,3 +209,35 @@ def test_trino_script_refuses_a_jdk_older_than_24(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1
     assert "APPAREL_TRINO_JAVA_HOME=/usr/lib/jvm/java-17-openjdk-amd64 is not a JDK 24+" in proc.stderr
+
+
+def test_one_run_at_a_time_on_the_object_store(spark, s3_lake):
+    settings, env = s3_lake["settings"], s3_lake["env"]
+    # the fixture's run is in the run log, and left no lock behind
+    [run] = last_runs(spark, settings)
+    assert (run["command"], run["layers"], run["trigger"], run["status"]) == ("run", "bronze,silver,gold", "cli",
+                                                                             "succeeded")
+    lake = S3Location.parse(settings.lakehouse)
+    key = f"{lake.key}/{LOCK_PATH}"
+    assert key not in {o.object_name for o in client(settings).list_objects(lake.bucket, prefix=lake.key + "/_apparel/",
+                                                                           recursive=True)}
+    holder = start_holder(env, "s3-holder")
+    try:
+        proc = subprocess.run([sys.executable, "-m", "apparel.cli", "maintain"], env=env, capture_output=True,
+                              text=True, cwd=PROJECT_ROOT, timeout=300)
+        assert proc.returncode == 1, proc.stdout + proc.stderr[-2000:]
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"error: the lakehouse {settings.lakehouse} is in use by run s3-holder (test-holder, "
+                               f"test, pid {holder.pid} on {socket.gethostname()}, since "), last
+        assert last.endswith(f"one run at a time (lock {settings.lakehouse}/{LOCK_PATH}); wait for it to finish")
+        assert len(last_runs(spark, settings)) == 1  # the refused run wrote nothing
+    finally:
+        holder.kill()
+        holder.wait()
+    said: list[str] = []
+    with RunLock(settings, "s3-taker", "run", "cli", log=said.append):
+        held = json.loads(client(settings).get_object(lake.bucket, key).read())
+        assert held["run_id"] == "s3-taker"
+    assert len(said) == 1 and f"its process {holder.pid} is not running" in said[0], said
+    with pytest.raises(Exception, match="NoSuchKey|does not exist"):
+        client(settings).stat_object(lake.bucket, key)

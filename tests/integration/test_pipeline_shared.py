@@ -89,7 +89,7 @@ def test_product_ranking(spark, lake):
 
 def test_region_monthly(spark, lake):
     em.assert_same(lake["catalog"].read(spark, "gold.dm_region_monthly"),
-                   em.region_monthly(lake["facts"], lake["src"]), ["city_id", "month"])
+                   em.region_monthly(lake["facts"], lake["src"]), ["province_id", "city_id", "month"])
 
 
 def test_basket_pairs(spark, lake):

@@ -79,7 +79,7 @@ def test_assets_chain_bronze_to_silver_to_gold(dagbag):
     assert {"silver.fct_order_lines", "silver.dim_customer", "ops.dq_results",
             "quarantine.orders"} <= _outlets(transform)
     assert _scheduled_on(marts) == {n for n in _outlets(transform) if n.startswith("silver.")}
-    assert len(_scheduled_on(marts)) == 6
+    assert len(_scheduled_on(marts)) == 7  # dim_date, dim_customer, dim_product, dim_location, dim_province, the facts
     assert {a for a in _outlets(marts)} == {n for n in _outlets(marts) if n.startswith("gold.")}
     assert _outlets(marts) == {n for n in TABLES if n.startswith("gold.")}  # the 8 marts and dm_sales_live
     # the two source groups land one at a time (both append to ops.ingest_runs)

@@ -41,7 +41,7 @@ def test_assets_per_layer_and_group():
     assert orch.bronze_tables("store") == ["bronze.customers", "bronze.products", "bronze.product_categories",
                                           "bronze.orders", "bronze.order_details"]
     assert sorted(orch.bronze_tables("excel")) == ["bronze.cities", "bronze.provinces"]
-    assert len(orch.layer_tables("silver")) == 6
+    assert len(orch.layer_tables("silver")) == 7
     assert sorted(orch.layer_tables("gold")) == sorted([f"gold.{m}" for m in MARTS] + [LIVE])  # 8 marts, the live one
     a = orch.asset("gold.dm_sales_monthly")
     assert (a.name, a.uri) == ("gold.dm_sales_monthly", "apparel://lakehouse/gold/dm_sales_monthly")
@@ -68,3 +68,15 @@ def test_schedules_default_in_one_place_and_follow_the_environment(monkeypatch):
     assert orch.schedule("apparel_maintenance") == "0 4 * * 0"
     monkeypatch.setenv("APPAREL_MAINTENANCE_SCHEDULE", "@weekly")
     assert orch.schedule("apparel_maintenance") == "@weekly"
+
+
+def test_the_ingestion_passes_accept_shrink_from_the_dag_runs_conf():
+    def args(job: str, conf) -> list[str]:
+        return orch.accept_shrink_args(f"/x/spark_jobs/{job}", {"dag_run": SimpleNamespace(conf=conf)})
+
+    assert args("bronze_ingest.py", {"accept_shrink": ["cities", "customers"]}) == \
+        ["--accept-shrink", "cities", "--accept-shrink", "customers"]
+    assert args("bronze_ingest.py", {"accept_shrink": "cities"}) == ["--accept-shrink", "cities"]
+    assert args("bronze_ingest.py", {}) == args("bronze_ingest.py", None) == []
+    assert args("silver_build.py", {"accept_shrink": ["cities"]}) == []  # only bronze takes it
+    assert orch.accept_shrink_args("/x/spark_jobs/bronze_ingest.py", {}) == []  # no DAG run in the context

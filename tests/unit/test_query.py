@@ -33,7 +33,7 @@ def test_the_tables_a_query_names_are_registered(sql, tables):
 @pytest.mark.parametrize(("sql", "message"), [
     ("SELECT * FROM silver.nothing",
      "unknown table silver.nothing: the silver layer holds dim_customer, dim_date, dim_location, dim_product, "
-     "fct_order_lines, fct_orders"),
+     "dim_province, fct_order_lines, fct_orders"),
     ("SELECT * FROM gold.dm_sales_monthly m JOIN `gold`.`dm_sales` s ON m.month = s.month",
      "unknown table gold.dm_sales: the gold layer holds dm_basket_pairs, dm_category_gender_monthly, "
      "dm_customer_cohorts, dm_customer_rfm, dm_product_monthly, dm_product_ranking, dm_region_monthly, "

@@ -11,9 +11,12 @@ from pyspark.testing import assertDataFrameEqual, assertSchemaEqual
 
 from apparel.gold import (
     dm_basket_pairs,
+    dm_category_gender_monthly,
     dm_customer_cohorts,
     dm_customer_rfm,
+    dm_product_monthly,
     dm_product_ranking,
+    dm_region_monthly,
     dm_sales_live,
     dm_sales_monthly,
     live_window_start,
@@ -22,8 +25,10 @@ from apparel.schemas import SOURCES
 from apparel.silver import (
     build_dim_date,
     build_dim_location,
+    build_dim_province,
     city_type,
     product_attributes,
+    resolve_orders,
     resolve_version,
     scd2_merge,
     with_unknown_member,
@@ -315,6 +320,56 @@ def test_resolve_version_picks_the_version_valid_on_the_order_date(spark):
     ]
 
 
+def _location(spark):
+    """Two provinces and three cities: 10 in province 1, 20 in province 2, 30 in an unknown province."""
+    provinces = spark.createDataFrame([(1, "BALI"), (2, "JAWA BARAT")], SOURCES["provinces"].spark_ddl())
+    cities = spark.createDataFrame([(10, "KOTA DENPASAR", 1), (20, "KABUPATEN BANDUNG", 2), (30, "KOTA BARU", 9)],
+                                   SOURCES["cities"].spark_ddl())
+    return build_dim_location(cities, provinces).drop("_orphan_province"), build_dim_province(provinces), provinces
+
+
+def test_resolve_orders_keeps_the_orders_province_and_flags_a_city_of_another(spark):
+    location, _, provinces = _location(spark)
+    customers = spark.createDataFrame([(-1, None, "Unknown", "Unknown", OPEN_FROM, OPEN_TO, True)], DIM_DDL)
+    orders = spark.createDataFrame([
+        (1, datetime(2024, 1, 1, 9), 5, 1, 10),    # city 10 is in province 1: fine
+        (2, datetime(2024, 1, 1, 9), 5, 2, 10),    # city 10 is in province 1, the order says 2: mismatch
+        (3, datetime(2024, 1, 1, 9), 5, 2, 99),    # unknown city: keeps province 2, no mismatch
+        (4, datetime(2024, 1, 1, 9), 5, 7, 10),    # unknown province: -1, no mismatch (nothing to compare)
+        (5, datetime(2024, 1, 1, 9), 5, 1, 30),    # the city's own province is unknown: no mismatch
+    ], SOURCES["orders"].spark_ddl())
+    out = resolve_orders(orders, customers, location, provinces)
+    got = rows(out.select("order_id", "city_id", "province_id", "_orphan_city", "_orphan_province",
+                          "_city_province_mismatch"))
+    assert got == [(1, 10, 1, False, False, False), (2, 10, 2, False, False, True), (3, -1, 2, True, False, False),
+                   (4, 10, -1, False, True, False), (5, 30, 1, False, False, False)]
+
+
+def test_region_monthly_counts_revenue_under_the_orders_own_province(spark):
+    location, province, _ = _location(spark)
+    lines = spark.createDataFrame([
+        # order_id, order_date, customer_id, city_id, province_id, qty, line_revenue
+        (1, d(2024, 1, 5), 1, 10, 1, 1, 100),
+        (2, d(2024, 1, 6), 2, 10, 2, 2, 200),     # city 10 (province 1), the order says province 2
+        (3, d(2024, 1, 7), 3, -1, 2, 3, 300),     # unknown city in province 2
+        (4, d(2024, 1, 8), 4, 10, -1, 4, 400),    # unknown province
+    ], "order_id BIGINT, order_date TIMESTAMP, customer_id BIGINT, city_id BIGINT, province_id BIGINT, qty BIGINT, "
+       "line_revenue BIGINT")
+    out = dm_region_monthly(lines, location, province)
+    assert out.columns == ["month", "province_id", "province_name", "city_id", "city_name", "city_type", "orders",
+                           "customers", "units", "revenue"]
+    jan = date(2024, 1, 1)
+    assert rows(out) == [
+        (jan, -1, "Unknown", 10, "KOTA DENPASAR", "KOTA", 1, 1, 4, 400),
+        (jan, 1, "BALI", 10, "KOTA DENPASAR", "KOTA", 1, 1, 1, 100),
+        (jan, 2, "JAWA BARAT", -1, "Unknown", "UNKNOWN", 1, 1, 3, 300),
+        (jan, 2, "JAWA BARAT", 10, "KOTA DENPASAR", "KOTA", 1, 1, 2, 200),
+    ]
+    # by province, the mart holds exactly the facts' revenue
+    by_province = {r[0]: r[1] for r in out.groupBy("province_id").sum("revenue").collect()}
+    assert by_province == {1: 100, 2: 500, -1: 400}
+
+
 # ======================================================================================================
 # gold, on tiny facts
 # ======================================================================================================
@@ -526,6 +581,35 @@ def test_basket_pairs_orders_of_unknown_products_count_in_all_orders(spark):
     assert rounded(rows(dm_basket_pairs(lines, _basket_products(spark)))) == [
         ("Celana Biru", "Kaos Merah", 1, 0.5, 1.0, 1.0, 2.0),
     ]
+
+
+def test_every_mart_shows_the_current_labels(spark):
+    # product 1 moved from "Kaos Lama" (Atasan) to "Kaos Merah" (Outer); customer 7 from gender M to F. The lines
+    # were sold under the old versions (keys 10 and 70): every mart shows the current labels all the same
+    products = spark.createDataFrame([
+        (-1, None, "Unknown", "Unknown", "Unknown", "Unknown", "Unknown", True),
+        (10, 1, "Kaos Lama", "Kaos", "Lama", "M", "Atasan", False),
+        (11, 1, "Kaos Merah", "Kaos", "Merah", "M", "Outer", True),
+        (12, 2, "Topi Hitam", "Topi", "Hitam", "ALL", "Aksesoris", True),
+    ], PRODUCT_DDL)
+    customers = spark.createDataFrame([
+        (-1, None, "Unknown", "Unknown", True), (70, 7, "Ani", "M", False), (71, 7, "Ani", "F", True),
+    ], CUSTOMER_DDL)
+    lines = spark.createDataFrame([
+        (1, d(2024, 1, 5), 7, 1, 10, 1, 100), (1, d(2024, 1, 5), 7, 2, 12, 1, 50),
+        (2, d(2024, 1, 9), 8, 9, -1, 1, 10),      # an unknown product and customer
+    ], LINES_DDL)
+    jan = date(2024, 1, 1)
+    assert rows(dm_product_monthly(lines, products).select("product_id", "product_name", "category_name")) == [
+        (1, "Kaos Merah", "Outer"), (2, "Topi Hitam", "Aksesoris"), (9, "Unknown", "Unknown")]
+    assert rows(dm_product_ranking(lines, products).select("product_id", "product_name", "category_name")) == [
+        (1, "Kaos Merah", "Outer"), (2, "Topi Hitam", "Aksesoris"), (9, "Unknown", "Unknown")]
+    assert rows(dm_category_gender_monthly(lines, products, customers)) == [
+        ("Aksesoris", "F", jan, 1, 1, 50), ("Outer", "F", jan, 1, 1, 100), ("Unknown", "Unknown", jan, 1, 1, 10)]
+    assert rows(dm_basket_pairs(lines, products).select("style_a", "style_b", "orders_together")) == [
+        ("Kaos Merah", "Topi Hitam", 1)]
+    assert rows(dm_customer_rfm(lines, customers).select("customer_id", "full_name", "gender")) == [
+        (7, "Ani", "F"), (8, "Unknown", "Unknown")]
 
 
 def test_customer_rfm_segments(spark):

@@ -32,13 +32,14 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from typing import Iterable
 
 from apparel.catalog import Catalog, run_parallel
 from apparel.config import Settings
-from apparel.errors import AccountingError
+from apparel.errors import AccountingError, ConfigError, SnapshotShrinkError
 from apparel.objectstore import landing_file
 from apparel.runtime import new_batch_id, run_job
-from apparel.schemas import EXCEL_TABLES, STORE_TABLES, SourceTable
+from apparel.schemas import EXCEL_TABLES, SOURCES, STORE_TABLES, SourceTable
 from apparel.sources import ReadResult, frame_rows, read_workbook
 from apparel.store import StoreDB
 
@@ -201,12 +202,19 @@ def _watermark_text(key: tuple[int, ...] | None) -> str | None:
 
 class BronzeIngest:
     def __init__(self, spark, settings: Settings, log=print, batch_id: str | None = None,
-                 now: datetime | None = None):
+                 now: datetime | None = None, accept_shrink: Iterable[str] = ()):
         self.spark = spark
         self.settings = settings
         self.catalog = Catalog(settings)
         self.store = StoreDB(settings.store_db)
         self.lookback = settings.bronze.lookback_orders
+        self.max_loss = settings.bronze.snapshot_max_loss_percent
+        snapshots = sorted(t.name for t in SOURCES.values() if not t.incremental)
+        unknown = sorted(set(accept_shrink) - set(snapshots))
+        if unknown:
+            raise ConfigError(f"--accept-shrink {', '.join(unknown)}: not a master snapshot table; choose from "
+                              f"{', '.join(snapshots)}")
+        self.accept_shrink = set(accept_shrink)
         self.log = log
         self.now = now or datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
         self.batch_id = batch_id or new_batch_id(self.now)
@@ -290,6 +298,64 @@ class BronzeIngest:
         n_null = int(counts["nulls"])
         return (rows if counts["n"] else None), int(counts["n"]) - n_null, n_null
 
+    def extract_snapshot(self, table: SourceTable, excel=None):
+        """A master table's snapshot, read once: (DataFrame, source's row count, source name, its content
+        fingerprint, and (version, rows) of the bronze version that already holds exactly it, else None)."""
+        if table.origin == "excel":
+            df, expected, source = excel
+        else:
+            expected = self.store.count(table.name)
+            df, source = self._jdbc(table), f"store_db.{table.name}"
+        df = df.localCheckpoint()  # one read of the source, counted and written as the same rows
+        fingerprint = content_fingerprint(df, table.column_names).collect()[0]
+        return df, expected, source, fingerprint, self._unchanged_snapshot(table, fingerprint)
+
+    def snapshot_loss(self, table: SourceTable, df) -> tuple[int, int, int] | None:
+        """(distinct keys of the snapshot bronze holds, how many of them ``df`` lacks, bronze's version), or
+        None when bronze holds no snapshot of the table yet."""
+        from pyspark.sql import functions as F
+
+        name = f"bronze.{table.name}"
+        if not self.catalog.exists(self.spark, name):
+            return None
+        held = self.catalog.read(self.spark, name)
+        if not set(table.key) <= set(held.columns):
+            return None
+        keyed = F.expr(_not_null_sql(table.key))
+        old = held.where(keyed).select(*table.key).distinct()
+        new = df.where(keyed).select(*table.key).distinct().withColumn("_kept", F.lit(True))
+        row = old.join(new, list(table.key), "left").agg(
+            F.count(F.lit(1)).alias("held"), F.count(F.when(F.col("_kept").isNull(), F.lit(1))).alias("lost")
+        ).collect()[0]
+        return int(row["held"]), int(row["lost"]), self.catalog.version(self.spark, name)
+
+    def guard_snapshots(self, snapshots: dict[str, tuple]) -> None:
+        """Fail, before anything is written, when a snapshot lacks more than ``bronze.snapshot_max_loss_percent``
+        of the keys bronze holds, unless the table is in ``accept_shrink``."""
+        threads = int(self.settings.spark.get("write_threads", 4))
+        changed = [n for n, snap in snapshots.items() if snap[4] is None]  # an unchanged snapshot lost nothing
+        losses = run_parallel({n: (lambda n=n: self.snapshot_loss(SOURCES[n], snapshots[n][0])) for n in changed},
+                              threads)
+        refused = []
+        for name, loss in losses.items():
+            if loss is None or loss[1] == 0:
+                continue
+            held, lost, version = loss
+            what = f"bronze.{name}: the new snapshot lacks {lost:,} of the {held:,} keys ({100 * lost / held:.1f} %) " \
+                   f"of the snapshot bronze holds (version {version})"
+            if name in self.accept_shrink:
+                self.log(f"  warning: {what}: accepted (--accept-shrink {name})")
+            elif lost * 100 > held * self.max_loss:
+                refused.append(what)
+            else:
+                self.log(f"  note: {what}, within bronze.snapshot_max_loss_percent ({self.max_loss} %)")
+        if refused:
+            names = " ".join(f"--accept-shrink {w.split(':')[0].removeprefix('bronze.')}" for w in refused)
+            raise SnapshotShrinkError(
+                "; ".join(refused) + f": more than bronze.snapshot_max_loss_percent ({self.max_loss} %), so nothing "
+                f"was written (a truncated workbook or a half-loaded table?). If those rows were really deleted, "
+                f"run again with {names}")
+
     def read_excel(self, table: SourceTable, result: ReadResult | None = None):
         result = result or read_workbooks(self.settings, [table])[table.name]
         for w in result.warnings:
@@ -313,24 +379,23 @@ class BronzeIngest:
         return (version, int(held["rows"])) if fingerprint_text(held) == fingerprint_text(fingerprint) else None
 
     def _land(self, table: SourceTable, df, expected: int, source: str, mode: str,
-              before: str | None, after: str | None, started: float) -> IngestResult:
+              before: str | None, after: str | None, started: float, snapshot: tuple | None = None) -> IngestResult:
         """Check the extraction against the source's count, then commit it: nothing is written for a table
-        whose rows do not add up, nor for a snapshot equal to the one bronze holds."""
+        whose rows do not add up, nor for a snapshot equal to the one bronze holds. ``snapshot``: a snapshot's
+        (fingerprint, unchanged) from :meth:`extract_snapshot`, which checkpointed its rows."""
         name = f"bronze.{table.name}"
-        extracted, fingerprint = 0, None
-        if df is not None:
+        extracted, fingerprint, unchanged = 0, None, None
+        if mode == "snapshot":
+            fingerprint, unchanged = snapshot
+            extracted = int(fingerprint["rows"])
+        elif df is not None:
             df = df.localCheckpoint()  # one read of the source, counted and written as the same rows
-            if mode == "snapshot":
-                fingerprint = content_fingerprint(df, table.column_names).collect()[0]
-                extracted = int(fingerprint["rows"])
-            else:
-                extracted = df.count()
+            extracted = df.count()
         if extracted != expected:
             raise AccountingError(
                 f"bronze.{table.name}: the source held {expected} row(s) for this extraction but {extracted} were "
                 "read (did the source change during the run?); nothing was written for this table: re-run")
         version, written, held = None, 0, 0
-        unchanged = self._unchanged_snapshot(table, fingerprint) if mode == "snapshot" else None
         if unchanged is not None:
             # no commit: the current version already holds the snapshot; the check below is then that it
             # holds as many rows as the source did
@@ -362,22 +427,19 @@ class BronzeIngest:
         res.bronze_rows_below_mark = ext.keyed_in_bronze + ext.above + ext.late
         res.unreconciled_rows = res.source_rows_below_mark - res.bronze_rows_below_mark
 
-    def land_table(self, table: SourceTable, excel=None) -> IngestResult:
-        """Extract one table and land it in its own Delta commit (or none, for an unchanged snapshot)."""
+    def land_table(self, table: SourceTable, snapshot=None) -> IngestResult:
+        """Extract one table (a master's ``snapshot`` is extracted already) and land it in its own Delta commit (or
+        none, for an unchanged snapshot)."""
         started = time.monotonic()
-        if table.origin == "excel":
-            df, expected, source = excel
-            res = self._land(table, df, expected, source, "snapshot", None, None, started)
-        elif table.incremental:
+        if not table.incremental:
+            df, expected, source, fingerprint, unchanged = snapshot
+            res = self._land(table, df, expected, source, "snapshot", None, None, started, (fingerprint, unchanged))
+        else:
             ext = self.extract_incremental(table)
             res = self._land(table, ext.df, ext.expected, f"store_db.{table.name}", "incremental",
                              _watermark_text(ext.before), _watermark_text(ext.after), started)
             self._reconcile(table, ext, res)
             res.seconds = round(time.monotonic() - started, 2)
-        else:
-            expected = self.store.count(table.name)
-            res = self._land(table, self._jdbc(table), expected, f"store_db.{table.name}", "snapshot",
-                             None, None, started)
         if res.mode == "incremental":
             late = f" ({res.late_rows:,} late, from the last {self.lookback:,} order ids)" if res.late_rows else ""
             what = (f"new rows{late}, watermark {res.watermark_before or '-'} -> {res.watermark_after or '-'}, "
@@ -403,8 +465,13 @@ class BronzeIngest:
         # read every workbook before writing anything: a bad workbook fails the run up front
         workbooks = workbooks or {}
         excel = {t.name: self.read_excel(t, workbooks.get(t.name)) for t in tables if t.origin == "excel"}
-        landed = run_parallel({t.name: (lambda t=t: self.land_table(t, excel.get(t.name))) for t in tables},
-                              int(self.settings.spark.get("write_threads", 4)))
+        threads = int(self.settings.spark.get("write_threads", 4))
+        # the masters' snapshots first, each read once, and checked against bronze's before any table is written
+        snapshots = run_parallel({t.name: (lambda t=t: self.extract_snapshot(t, excel.get(t.name)))
+                                  for t in tables if not t.incremental}, threads)
+        self.guard_snapshots(snapshots)
+        landed = run_parallel({t.name: (lambda t=t: self.land_table(t, snapshots.get(t.name))) for t in tables},
+                              threads)
         results = [landed[t.name] for t in tables]
         self.record(results)
         return results
@@ -437,10 +504,14 @@ def read_workbooks(settings: Settings, tables: list[SourceTable]) -> dict[str, R
 
 
 def main(argv: list[str] | None = None) -> int:
-    """spark-submit entry point: ``bronze_ingest.py [--group store|excel] [--env ENV] [--run-date D]``."""
+    """spark-submit entry point: ``bronze_ingest.py [--group store|excel] [--accept-shrink TABLE] [--env ENV]
+    [--run-date D]``."""
     parser = argparse.ArgumentParser(prog="bronze_ingest", description=__doc__.splitlines()[0])
     parser.add_argument("--group", action="append", choices=sorted(GROUPS),
                         help="source group(s) to ingest (default: all)")
+    parser.add_argument("--accept-shrink", action="append", default=[], metavar="TABLE",
+                        help="land this master snapshot even if it lacks more keys than "
+                             "bronze.snapshot_max_loss_percent allows")
     parser.add_argument("--env", default=None)
     parser.add_argument("--run-date", default=None,
                         help="logical date (YYYY-MM-DD); accepted like every job's, bronze does not depend on it")
@@ -451,8 +522,8 @@ def main(argv: list[str] | None = None) -> int:
         # before the Spark session: a workbook that has not arrived fails the task in seconds (and each retry)
         read.update(read_workbooks(settings, group_tables(settings, args.group)))
 
-    return run_job(lambda spark, settings: BronzeIngest(spark, settings).run(args.group, read), env=args.env,
-                   app_name="apparel-bronze", before_spark=workbooks_first)
+    return run_job(lambda spark, settings: BronzeIngest(spark, settings, accept_shrink=args.accept_shrink).run(
+        args.group, read), env=args.env, app_name="apparel-bronze", before_spark=workbooks_first)
 
 
 if __name__ == "__main__":

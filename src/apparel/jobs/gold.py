@@ -1,9 +1,9 @@
 """Gold build: the datamarts at ``<lakehouse>/gold/<table>``, from the silver facts and dimensions only.
 
-Inputs: ``silver.fct_order_lines``, ``silver.dim_product``, ``silver.dim_customer``, ``silver.dim_location``,
-and ``ops.silver_runs`` (what each silver run changed). Outputs: the eight ``dm_*`` tables of :data:`MARTS`
-and the live mart ``dm_sales_live`` (grains in :mod:`apparel.gold`), and one row per gold run that changed gold
-in ``ops.gold_runs``.
+Inputs: ``silver.fct_order_lines``, the dimensions ``dim_product``, ``dim_customer``, ``dim_location`` and
+``dim_province``, and ``ops.silver_runs`` (what each silver run changed). Outputs: the eight ``dm_*`` tables of
+:data:`MARTS` and the live mart ``dm_sales_live`` (grains in :mod:`apparel.gold`), and one row per gold run that
+changed gold in ``ops.gold_runs``.
 
 **Incremental.** Gold catches up with the silver runs after the one it last consumed:
 
@@ -39,7 +39,8 @@ from apparel.jobs.live import FACTS, consumed_versions, pending
 from apparel.locks import lakehouse_lock
 from apparel.runtime import new_batch_id, run_job
 
-INPUTS = ["silver.fct_order_lines", "silver.dim_product", "silver.dim_customer", "silver.dim_location"]
+INPUTS = ["silver.fct_order_lines", "silver.dim_product", "silver.dim_customer", "silver.dim_location",
+          "silver.dim_province"]
 MARTS = ["dm_sales_monthly", "dm_product_monthly", "dm_product_ranking", "dm_region_monthly",
          "dm_category_gender_monthly", "dm_customer_rfm", "dm_customer_cohorts", "dm_basket_pairs"]
 # what each mart reads besides the fact lines; a change in one of these rewrites the mart whole
@@ -47,7 +48,7 @@ LABELS = {
     "dm_sales_monthly": set(),
     "dm_product_monthly": {"silver.dim_product"},
     "dm_product_ranking": {"silver.dim_product"},
-    "dm_region_monthly": {"silver.dim_location"},
+    "dm_region_monthly": {"silver.dim_location", "silver.dim_province"},
     "dm_category_gender_monthly": {"silver.dim_product", "silver.dim_customer"},
     "dm_customer_rfm": {"silver.dim_customer"},
     "dm_customer_cohorts": set(),
@@ -170,16 +171,15 @@ class GoldBuild:
         self.log(f"[gold] rewriting {', '.join(full) or 'no mart'}"
                  + (f"; replacing {len(next(iter(partial.values())))} month(s) of {', '.join(partial)}"
                     if partial else ""))
-        lines, dim_product, dim_customer, dim_location = (self.catalog.read(self.spark, n) for n in INPUTS)
+        lines, *dims = (self.catalog.read(self.spark, n) for n in INPUTS)
         tasks = {}
         if full:
             all_lines = lines.localCheckpoint() if len(full) > 1 else lines
-            marts = build_marts(all_lines, dim_product, dim_customer, dim_location)
+            marts = build_marts(all_lines, *dims)
             for m in full:
                 tasks[f"gold.{m}"] = (lambda m=m: self.catalog.overwrite(marts[m], f"gold.{m}"))
         for m, months in partial.items():
-            tasks[f"gold.{m}"] = (lambda m=m, months=months: self._replace_months(
-                m, months, lines, dim_product, dim_customer, dim_location))
+            tasks[f"gold.{m}"] = (lambda m=m, months=months: self._replace_months(m, months, lines, dims))
         commits = run_parallel(tasks, self.threads)
         written = {name: c["rows"] for name, c in commits.items()}
         for name, n in written.items():
@@ -206,14 +206,14 @@ class GoldBuild:
                  f"{live['upserts']:,} upserted, {live['deletes']:,} deleted)")
         return written
 
-    def _replace_months(self, mart: str, months: list[date], lines, dim_product, dim_customer, dim_location) -> dict:
+    def _replace_months(self, mart: str, months: list[date], lines, dims: list) -> dict:
         """Recompute ``mart`` for ``months`` from the fact lines of those months (and, for the month-over-month
         change, the month before each) and replace exactly those months in one commit."""
         from pyspark.sql import functions as F
 
         needed = set(months) | ({_add_months(m, -1) for m in months} if mart == "dm_sales_monthly" else set())
         subset = lines.where(F.col("order_month").isin(sorted(needed)))
-        df = build_marts(subset, dim_product, dim_customer, dim_location, only=[mart])[mart]
+        df = build_marts(subset, *dims, only=[mart])[mart]
         df = df.where(F.col("month").isin(months))
         where = "month IN (" + ", ".join(f"DATE'{m.isoformat()}'" for m in months) + ")"
         df.write.format("delta").mode("overwrite").option("replaceWhere", where).save(

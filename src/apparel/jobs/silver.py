@@ -1,11 +1,11 @@
 """Silver build: bronze -> the data contract -> dimensions and facts at ``<lakehouse>/silver/<table>``.
 
-Inputs: the 7 bronze tables, and the current silver tables (the SCD2 history of ``dim_customer`` and
-``dim_product`` is carried forward). Outputs: ``dim_date``, ``dim_customer``, ``dim_product``, ``dim_location``,
+Inputs: the 7 bronze tables, and the current silver tables (the SCD2 history of ``dim_customer`` and ``dim_product``
+is carried forward). Outputs: ``dim_date``, ``dim_customer``, ``dim_product``, ``dim_location``, ``dim_province``,
 ``fct_order_lines`` (partitioned by ``order_month``) and ``fct_orders`` (grains in :mod:`apparel.silver`), the
 rejected rows at ``<lakehouse>/quarantine/<table>``, and in ``ops``: one accounting row per source table
-(``dq_results``), the bronze batches consumed (``silver_batches``) and what the run changed (``silver_runs``,
-which the gold job reads).
+(``dq_results``), the bronze batches consumed (``silver_batches``) and what the run changed (``silver_runs``, which
+the gold job reads).
 
 **Incremental** (the default once silver exists). A run reads only what bronze gained since the last run:
 
@@ -62,6 +62,7 @@ from apparel.silver import (
     FCT_ORDER_LINES_COLUMNS,
     build_dim_date,
     build_dim_location,
+    build_dim_province,
     build_fct_order_lines,
     build_fct_orders,
     customer_attributes,
@@ -78,7 +79,7 @@ FACTS = ["orders", "order_details"]
 CONTRACT_ORDER = MASTERS + FACTS
 # a change in these re-resolves every order's location
 LOCATION_MASTERS = {"provinces", "cities"}
-OUTPUTS = ["silver.dim_date", "silver.dim_customer", "silver.dim_product", "silver.dim_location",
+OUTPUTS = ["silver.dim_date", "silver.dim_customer", "silver.dim_product", "silver.dim_location", "silver.dim_province",
            "silver.fct_order_lines", "silver.fct_orders", *[f"quarantine.{t}" for t in CONTRACT_ORDER]]
 FACT_TABLE = {"orders": "silver.fct_orders", "order_details": "silver.fct_order_lines"}
 FACT_KEY = {"orders": ["order_id"], "order_details": ["order_id", "order_detail_id"]}
@@ -337,13 +338,16 @@ class SilverBuild:
 
     def _dimensions(self, valid: dict, changed_masters: list[str]) -> dict[str, object]:
         """Apply the masters to the dimensions; return the natural keys whose SCD2 versions changed
-        (``{"customer_id": df, "product_id": df}``), and write ``dim_location`` when it differs."""
+        (``{"customer_id": df, "product_id": df}``), and write ``dim_location`` and ``dim_province`` when they
+        differ."""
         tasks = {}
-        if {"provinces", "cities"} & set(changed_masters) or not self.catalog.exists(self.spark, "silver.dim_location"):
+        if {"provinces", "cities"} & set(changed_masters) or not all(
+                self.catalog.exists(self.spark, n) for n in ("silver.dim_location", "silver.dim_province")):
             def location():
                 dim = build_dim_location(valid["cities"], valid["provinces"]).localCheckpoint()
                 self.flag_warnings("cities", dim, "_orphan_province")
                 self._replace_if_different("silver.dim_location", dim.drop("_orphan_province"))
+                self._replace_if_different("silver.dim_province", build_dim_province(valid["provinces"]))
             tasks["location"] = location
         if {"products", "product_categories"} & set(changed_masters) or not self.catalog.exists(
                 self.spark, "silver.dim_product"):
@@ -456,7 +460,8 @@ class SilverBuild:
         dim_product = self.catalog.read(self.spark, "silver.dim_product")
         location = self.catalog.read(self.spark, "silver.dim_location")
         orders = resolve_orders(valid["orders"], dim_customer, location, valid["provinces"]).localCheckpoint()
-        self.flag_warnings("orders", orders, "_orphan_customer", "_orphan_city", "_orphan_province")
+        self.flag_warnings("orders", orders, "_orphan_customer", "_orphan_city", "_orphan_province",
+                           "_city_province_mismatch")
         lines = valid["order_details"]
         fct_lines = build_fct_order_lines(lines, orders, dim_product).localCheckpoint()
         self.flag_warnings("order_details", fct_lines, "_orphan_product")
