@@ -75,5 +75,5 @@ def test_entry_points_under_spark_submit(sample, tmp_path):
     # a failing job exits non-zero with a one-line reason in its log (spark-submit passes the Python driver's
     # stderr through its stdout)
     assert bad.returncode != 0
-    assert "error: silver.fct_order_lines, silver.dim_product, silver.dim_customer, silver.dim_location not built " \
-           "yet: run the silver layer first" in (bad.stdout + bad.stderr).splitlines()
+    assert "error: silver.fct_order_lines, silver.dim_product, silver.dim_customer, silver.dim_location, " \
+           "silver.dim_province not built yet: run the silver layer first" in (bad.stdout + bad.stderr).splitlines()
