@@ -211,7 +211,7 @@ def stale_after(settings: Settings) -> float:
 
 def current_holder(settings: Settings) -> dict | None:
     """Who holds the lakehouse's run lock now (None: nobody), for ``apparel status``."""
-    cur = _store(settings).read()
+    cur = store(settings).read()
     if cur is None:
         return None
     try:
@@ -222,10 +222,6 @@ def current_holder(settings: Settings) -> dict | None:
 
 def store(settings: Settings):
     """The lock's store for ``settings``' lakehouse (also keeps the records of runs that failed before Spark)."""
-    return _store(settings)
-
-
-def _store(settings: Settings):
     return _S3Store(settings) if settings.on_s3 else _LocalStore(settings.lakehouse)
 
 
@@ -263,7 +259,7 @@ class RunLock:
     def __init__(self, settings: Settings, run_id: str, what: str, trigger: str, log=print):
         self.settings, self.log = settings, log
         self.stale_after = stale_after(settings)
-        self.store = _store(settings)
+        self.store = store(settings)
         started = _now().isoformat(timespec="seconds")
         self.holder = {"run_id": run_id, "what": what, "trigger": trigger, "host": socket.gethostname(),
                        "pid": os.getpid(), "pid_start": _process_start(os.getpid()), "started": started,

@@ -74,8 +74,9 @@ class Run:
         pending = _pending_rows(self.settings)
         rows = [*pending.values(), self._row("running")]
         catalog.append(spark.createDataFrame(rows, ", ".join(f"{c} {t}" for c, t in COLUMNS)), RUN_LOG)
+        records = store(self.settings)
         for name in pending:  # appended: the files go (a crash before this leaves them, and they come again)
-            store(self.settings).remove_file(name)
+            records.remove_file(name)
 
     def _row(self, status: str, error: str | None = None, ended: datetime | None = None) -> tuple:
         return (self.run_id, self.trigger, self.command, ",".join(self.layers), socket.gethostname(), os.getpid(),
