@@ -64,6 +64,26 @@ def web_session(stack, who: str) -> requests.Session:
     return s
 
 
+def browser_login(page, base: str, user: str, password: str, tries: int = 3) -> None:
+    """Log in through the login form. The form is drawn by the page's script: fields filled before it has
+    loaded are drawn again empty (seen once on a loaded CI machine: the click posted nothing and the page stayed
+    on /login for the whole timeout), so wait for it to settle, and try again, saying what the page showed."""
+    shown = ""
+    for attempt in range(1, tries + 1):
+        page.goto(f"{base}/login/")
+        page.wait_for_load_state("networkidle")
+        page.fill("[data-test=username-input]", user)
+        page.fill("[data-test=password-input]", password)
+        page.click("[data-test=login-button]")
+        try:
+            page.wait_for_url(lambda url: "/login" not in url, timeout=30_000)
+            return
+        except Exception:  # noqa: BLE001 - still on the login page: note what it shows, and try again
+            shown = page.locator("body").inner_text()[:500]
+            page.screenshot(path=str(ARTIFACTS / f"login-try-{attempt}.png"))
+    raise AssertionError(f"the login form did not log {user} in after {tries} tries; the page shows: {shown!r}")
+
+
 def listed(session: requests.Session, stack, kind: str) -> list[dict]:
     r = session.get(f"{stack['url']}/api/v1/{kind}/", params={"q": "(page_size:100)"}, timeout=60)
     r.raise_for_status()
@@ -103,11 +123,7 @@ def test_every_dashboard_renders_in_chromium_without_chart_errors(stack, gold_in
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1400})
         page.set_default_timeout(120_000)
-        page.goto(f"{base}/login/")
-        page.fill("[data-test=username-input]", stack["admin"][0])
-        page.fill("[data-test=password-input]", stack["admin"][1])
-        page.click("[data-test=login-button]")
-        page.wait_for_url(lambda url: "/login" not in url)
+        browser_login(page, base, *stack["admin"])
         for dash in dashboards:
             responses = []
             handler = lambda r: responses.append(r) if "/api/v1/chart/data" in r.url else None  # noqa: E731
