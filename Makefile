@@ -23,7 +23,7 @@ JUPYTER_PORT ?= 8888
 help:
 	@echo "make run    - seed the sample (or DATASET=dir) and run the pipeline on the embedded default"
 	@echo "make test   - run every test (unit, contract, integration; starts PostgreSQL, the object store, Trino and Airflow itself)"
-	@echo "make lint   - ruff over the code, the tests and the notebooks (the rules are in pyproject.toml)"
+	@echo "make lint   - ruff over the code, the tests and the notebooks, and the secrets scan of every tracked file"
 	@echo "make setup  - create .venv and resolve the JVM jars"
 	@echo "make services-up / services-down - the object store (SeaweedFS), Trino and Superset, natively, no Docker"
 	@echo "make superset - Superset alone (needs SUPERSET_SECRET_KEY and SUPERSET_ADMIN_PASSWORD)"
@@ -61,13 +61,15 @@ run: setup
 test: airflow-setup $(LINT_STAMP)
 	bash scripts/test.sh $(PYTEST_ARGS)
 
-# ruff, pinned in requirements-lint.txt; its rules are in pyproject.toml
+# ruff (its rules are in pyproject.toml) and the secrets scan (detect-secrets against .secrets.baseline), pinned in
+# requirements-lint.txt
 $(LINT_STAMP): $(STAMP) requirements-lint.txt
 	$(UV) -r requirements-lint.txt
 	@touch $(LINT_STAMP)
 
 lint: $(LINT_STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/python scripts/secrets_scan.py
 
 unit: setup
 	$(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)

@@ -11,7 +11,7 @@
 # AIRFLOW_HOME is $APPAREL_AIRFLOW_HOME (default .services/airflow, git-ignored): SQLite metadata database,
 # logs and the generated admin password. LocalExecutor, sized for 2 cores. The UI and API listen on
 # 127.0.0.1:$APPAREL_AIRFLOW_PORT (default 8080). Login: user `admin`, password generated at the first start
-# into $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated (printed by `start`).
+# into $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated (mode 600; never printed nor logged).
 # The Spark connection is AIRFLOW_CONN_SPARK_APPAREL (default: local mode, master local[*]).
 set -euo pipefail
 
@@ -61,6 +61,20 @@ case "$cmd" in
     if running; then
       say "already running (pid $(cat "$PIDFILE")) on http://127.0.0.1:$PORT"
     else
+      # the users' passwords, generated here (mode 600) rather than by Airflow, which prints the ones it
+      # generates into its log (README "Least privilege": no password in a log)
+      (umask 077; python3 - "$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated" \
+        "$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS" <<'EOF'
+import json, os, secrets, sys
+path, users = sys.argv[1], [u.split(":")[0].strip() for u in sys.argv[2].split(",") if u.strip()]
+have = json.load(open(path)) if os.path.exists(path) and os.path.getsize(path) else {}
+missing = [u for u in users if u not in have]
+if missing:
+    have.update({u: secrets.token_urlsafe(12) for u in missing})
+    with open(path, "w") as f:
+        f.write(json.dumps(have) + "\n")
+EOF
+      )
       say "starting standalone on http://127.0.0.1:$PORT (AIRFLOW_HOME $AIRFLOW_HOME, log $LOG)"
       setsid "$BIN/airflow" standalone > "$LOG" 2>&1 < /dev/null &
       echo $! > "$PIDFILE"
@@ -74,7 +88,7 @@ EOF
       then
         say "healthy after ${i}s: $out"
         pw=$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated
-        say "UI: http://127.0.0.1:$PORT  login: admin / password in $pw$( [ -f "$pw" ] && echo " ($(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["admin"])' "$pw"))")"
+        say "UI: http://127.0.0.1:$PORT  login: admin / the password in $pw"
         exit 0
       fi
       if ! running; then

@@ -9,7 +9,9 @@
 # ~/.cache/apparel/seaweedfs/<version>/. `weed mini` runs master, volume, filer and S3 gateway in one process,
 # bound to 127.0.0.1. S3 listens on the port of APPAREL_S3_ENDPOINT (default 9000); the internal ports are
 # free ones chosen at each start. Data: .services/objectstore/data; log: .services/objectstore/weed.log.
-# Keys: see load_credentials in scripts/services-lib.sh.
+# Keys: see load_credentials in scripts/services-lib.sh; identities: apparel.services.s3_identities (the pipeline
+# creates, reads and writes the lake's buckets; Trino reads them and writes its metastore folder only; no
+# anonymous access).
 set -euo pipefail
 NAME=objectstore
 . "$(dirname "${BASH_SOURCE[0]}")/services-lib.sh"
@@ -49,10 +51,8 @@ case "${1:-start}" in
       install_weed
       port_free "$PORT" || { echo "[$NAME] port $PORT (APPAREL_S3_ENDPOINT) is in use by another program" >&2; exit 1; }
       mkdir -p "$DIR/data"
-      (umask 077; "$PY" -c 'import json, os
-print(json.dumps({"identities": [{"name": "apparel", "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-  "credentials": [{"accessKey": os.environ["APPAREL_S3_ACCESS_KEY"], "secretKey": os.environ["APPAREL_S3_SECRET_KEY"]}]}]}))' \
-        > "$DIR/s3.json")
+      # one identity per role, no anonymous access (python -m apparel.services s3-identities)
+      (umask 077; cd "$ROOT" && "$PY" -m apparel.services s3-identities > "$DIR/s3.json")
       P=(); for _ in 1 2 3 4 5 6 7 8 9; do P+=("$(free_port)"); done
       echo "[$NAME] starting SeaweedFS $VERSION: S3 on 127.0.0.1:$PORT (log: $LOG)" >&2
       setsid nohup "$WEED" mini -dir="$DIR/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \

@@ -2,7 +2,8 @@
 # The project's PostgreSQL, from Debian's packages, on a free local port, with no Docker.
 #
 #   scripts/postgres.sh start    install if missing (needs root), init and start; prints the store URL
-#   scripts/postgres.sh url      prints the URL of the running server
+#   scripts/postgres.sh url      prints the store URL of the owner role (seeds the store: APPAREL_STORE_DB)
+#   scripts/postgres.sh read-url prints the store URL of the read-only role (the extraction: APPAREL_STORE_READ_DB)
 #   scripts/postgres.sh stop     stops it (the data directory stays)
 #   scripts/postgres.sh status
 #
@@ -10,6 +11,8 @@
 # the checkout is in a private directory and the script runs as root). The port is
 # $APPAREL_PG_PORT, or a free one chosen at the first start and kept in $APPAREL_PG_DIR/port.
 # It runs with logical WAL and has a capture role (APPAREL_CDC_USER, default apparel_cdc) for change data capture.
+# Roles (README "Least privilege"): apparel owns the database `apparel` and seeds it; apparel_reader logs in,
+# reads what the owner creates there (default privileges: SELECT on its tables) and can write nothing.
 # Authentication is `trust` on 127.0.0.1 only: a local development/test server. Point APPAREL_STORE_DB at a
 # real server (with a password) for anything else.
 set -euo pipefail
@@ -40,6 +43,7 @@ LOG=$DIR/postgres.log
 PG_VERSION=${APPAREL_PG_VERSION:-15}
 DB_USER=apparel
 DB_NAME=apparel
+READ_USER=apparel_reader
 CDC_USER=${APPAREL_CDC_USER:-apparel_cdc}
 
 say() { echo "[postgres] $*" >&2; }
@@ -74,7 +78,7 @@ port() {
   cat "$DIR/port"
 }
 
-url() { echo "postgresql://$DB_USER@127.0.0.1:$(port)/$DB_NAME"; }
+url() { echo "postgresql://${1:-$DB_USER}@127.0.0.1:$(port)/$DB_NAME"; }
 
 # Logical WAL so that change data capture (Debezium, README "Real-time path") can read the store; a slot may
 # hold at most 1 GB of WAL, so a capture left stopped never fills the disk (the slot is invalidated instead).
@@ -120,6 +124,11 @@ case "$cmd" in
     if [ "$(psql -c "SELECT 1 FROM pg_database WHERE datname = '$DB_NAME'")" != 1 ]; then
       psql -c "CREATE DATABASE $DB_NAME OWNER $DB_USER"
     fi
+    # the extraction's role: SELECT on every table the owner creates in the store database, nothing else
+    if [ "$(psql -c "SELECT 1 FROM pg_roles WHERE rolname = '$READ_USER'")" != 1 ]; then
+      psql -c "CREATE ROLE $READ_USER LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION"
+    fi
+    psql -d "$DB_NAME" -c "ALTER DEFAULT PRIVILEGES FOR ROLE $DB_USER IN SCHEMA public GRANT SELECT ON TABLES TO $READ_USER"
     # the capture role (change data capture): REPLICATION needs a superuser to grant; `apparel cdc prepare`
     # then gives it SELECT on the five store tables of a database, and nothing else
     if [ "$(psql -c "SELECT 1 FROM pg_roles WHERE rolname = '$CDC_USER'")" != 1 ]; then
@@ -130,6 +139,9 @@ case "$cmd" in
   url)
     url
     ;;
+  read-url)
+    url "$READ_USER"
+    ;;
   status)
     BIN=$(pg_bin)
     if running; then say "running: $(url)"; else say "stopped"; exit 3; fi
@@ -139,6 +151,6 @@ case "$cmd" in
     if running; then as_owner "$BIN/pg_ctl" -D "$DATA" -m fast -w stop >/dev/null; say "stopped"; else say "not running"; fi
     ;;
   *)
-    echo "usage: $0 {start|stop|status|url}" >&2; exit 2
+    echo "usage: $0 {start|stop|status|url|read-url}" >&2; exit 2
     ;;
 esac

@@ -84,6 +84,10 @@ case "$cmd" in
     (cd "$ROOT" && .venv/bin/python -m apparel.services) | sed 's/^/export /'
     if bash "$HERE/postgres.sh" status > /dev/null 2>&1; then
       echo "export APPAREL_STORE_DB=$(printf %q "$(store_url)")"
+      case "${APPAREL_STORE_DB:-}" in
+        postgresql://*|postgres://*) ;;  # a server of one's own: its read-only role is one's own to set
+        *) echo "export APPAREL_STORE_READ_DB=$(printf %q "$(bash "$HERE/postgres.sh" read-url)")" ;;
+      esac
     fi
     if bash "$HERE/connect.sh" status > /dev/null 2>&1; then echo "export APPAREL_CDC=1"; fi
     ;;

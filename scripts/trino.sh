@@ -93,7 +93,8 @@ case "${1:-start}" in
         "$DIR/data" > "$DIR/etc/node.properties"
       # the ${ENV:...} values of conf/trino/*.properties
       export APPAREL_TRINO_PORT=$PORT APPAREL_S3_ENDPOINT APPAREL_S3_REGION APPAREL_S3_PATH_STYLE \
-        APPAREL_S3_ACCESS_KEY APPAREL_S3_SECRET_KEY APPAREL_TRINO_METASTORE_DIR
+        APPAREL_TRINO_S3_ACCESS_KEY APPAREL_TRINO_S3_SECRET_KEY APPAREL_TRINO_METASTORE_DIR
+      unset APPAREL_S3_ACCESS_KEY APPAREL_S3_SECRET_KEY  # Trino has its own, read-only key
       echo "[$NAME] starting Trino $VERSION on 127.0.0.1:$PORT with $JAVA (logs: $LOGS)" >&2
       launcher start >&2
     fi

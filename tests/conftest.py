@@ -272,7 +272,22 @@ def _fresh_postgres_db(server_url: str) -> str:
     name = f"t_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
-    return server_url.rsplit("/", 1)[0] + f"/{name}"
+    url = server_url.rsplit("/", 1)[0] + f"/{name}"
+    # as scripts/postgres.sh readies the `apparel` database: the read-only role reads what the owner creates
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {READ_ROLE}")
+    return url
+
+
+READ_ROLE = "apparel_reader"  # scripts/postgres.sh's read-only role
+
+
+def read_url(store_db: str) -> str:
+    """The URL of the same PostgreSQL database as the read-only role (the extraction's)."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(store_db)
+    return parsed._replace(netloc=f"{READ_ROLE}@{parsed.hostname}:{parsed.port}").geturl()
 
 
 @pytest.fixture(scope="session")
@@ -301,6 +316,8 @@ def project_env(folder: Path, store_db: str | None = None) -> dict[str, str]:
     env.update({"APPAREL_LAKEHOUSE": str(folder / "lakehouse"), "APPAREL_LANDING": str(folder / "landing"),
                 "APPAREL_REPORTS": str(folder / "reports"),
                 "APPAREL_STORE_DB": store_db or f"sqlite:///{folder / 'store.db'}"})
+    if store_db and store_db.startswith("postgresql://"):  # the extraction reads as the read-only role
+        env["APPAREL_STORE_READ_DB"] = read_url(store_db)
     return env
 
 

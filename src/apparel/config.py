@@ -25,6 +25,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "APPAREL_LAKEHOUSE": "lakehouse",
     "APPAREL_LANDING": "landing",
     "APPAREL_STORE_DB": "store_db",
+    "APPAREL_STORE_READ_DB": "store_read_db",
     "APPAREL_REPORTS": "reports",
     "APPAREL_SPARK_MASTER": "spark.master",
     "APPAREL_SPARK_DRIVER_MEMORY": "spark.driver_memory",
@@ -39,6 +40,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "APPAREL_S3_ACCESS_KEY": "s3.access_key",
     "APPAREL_S3_SECRET_KEY": "s3.secret_key",
     "APPAREL_S3_CREDENTIALS_FILE": "s3.credentials_file",
+    "APPAREL_S3_LAKE_BUCKETS": "s3.lake_buckets",
     "APPAREL_TRINO_URL": "trino.url",
     "APPAREL_TRINO_USER": "trino.user",
     "APPAREL_TRINO_METASTORE_DIR": "trino.metastore_dir",
@@ -177,6 +179,12 @@ class Settings:
     raw: dict = field(repr=False)
 
     @property
+    def store_read_db(self) -> str:
+        """The URL the extraction reads the store with: a read-only role's (``store_read_db``), else the
+        owner's (``store_db``)."""
+        return _store_url(str(self.raw.get("store_read_db") or self.store_db))
+
+    @property
     def reports(self) -> str:
         """Folder of the HTML run reports (local)."""
         return resolve_path(str(self.raw.get("reports", "./var/reports")))
@@ -284,6 +292,11 @@ def is_s3_uri(value: str) -> bool:
     return value.startswith(("s3a://", "s3://"))
 
 
+def _store_url(url: str) -> str:
+    """A SQLite URL's path resolved against the checkout; other URLs as they are."""
+    return "sqlite:///" + resolve_path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else url
+
+
 def load_settings(env: str | None = None, conf_dir: Path | None = None,
                   environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Load ``base.yaml`` + ``<env>.yaml`` from ``conf_dir``, then environment variables, then ``overrides``
@@ -306,13 +319,10 @@ def load_settings(env: str | None = None, conf_dir: Path | None = None,
     for key, value in overrides.items():
         _set_dotted(tree, key.replace("__", "."), value)
 
-    store_db = str(tree["store_db"])
-    if store_db.startswith("sqlite:///"):
-        store_db = "sqlite:///" + resolve_path(store_db[len("sqlite:///"):])
     return Settings(
         env=env,
         lakehouse=resolve_path(str(tree["lakehouse"])),
         landing=resolve_path(str(tree["landing"])),
-        store_db=store_db,
+        store_db=_store_url(str(tree["store_db"])),
         raw=tree,
     )

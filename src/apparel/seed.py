@@ -41,6 +41,9 @@ def seed_dataset(settings: Settings, folder: Path, log=print, source: str | None
         report.rows[table.name] = store.replace_rows(table, frame_rows(result.frame))
         report.warnings += result.warnings
         log(f"  store_db.{table.name:<19} {report.rows[table.name]:>9,} rows")
+    reader = store.grant_read(StoreDB(settings.store_read_db), STORE_TABLES)
+    if reader:
+        log(f"  store_db: the extraction's role {reader} may read the {len(STORE_TABLES)} tables, and only read")
     for table in EXCEL_TABLES:
         spec = settings.workbooks[table.name]
         land_file(settings, spec["file"], folder / table.file)

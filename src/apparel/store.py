@@ -150,7 +150,14 @@ class StoreDB:
             sql = sql.replace("?", "%s")
         with self.connect() as conn:
             cur = conn.cursor()
-            cur.execute(sql, tuple(params))
+            try:
+                cur.execute(sql, tuple(params))
+            except Exception as exc:
+                if type(exc).__name__ != "InsufficientPrivilege":
+                    raise
+                raise SourceError(f"the store database {self.redacted} refused role {self.user}: "
+                                  f"{str(exc).strip().splitlines()[0]} (`apparel seed` grants the extraction's "
+                                  "role SELECT on the store's tables; see README \"Least privilege\")") from exc
             return list(cur.fetchall())
 
     def table_exists(self, name: str) -> bool:
@@ -162,6 +169,28 @@ class StoreDB:
             sql = ("SELECT count(*) FROM information_schema.tables "
                    "WHERE table_schema = current_schema() AND table_name = ?")
         return self.query(sql, (name,))[0][0] > 0
+
+    @property
+    def user(self) -> str | None:
+        """The role the URL logs in as (PostgreSQL), None for SQLite or when the URL names none."""
+        return None if self.kind == "sqlite" else (unquote(urlparse(self.url).username or "") or None)
+
+    def grant_read(self, reader: "StoreDB", tables: Iterable[SourceTable]) -> str | None:
+        """Give the extraction's role (``reader``'s, when it is another role on the same PostgreSQL database)
+        SELECT on ``tables``, and nothing else. Returns the role granted to, or None (SQLite, or one role)."""
+        if self.kind != "postgresql" or reader.kind != "postgresql" or reader.user in (None, self.user):
+            return None
+        mine, theirs = urlparse(self.url), urlparse(reader.url)
+        if (mine.hostname, mine.port, mine.path) != (theirs.hostname, theirs.port, theirs.path):
+            raise ConfigError(f"APPAREL_STORE_READ_DB ({reader.redacted}) is not the database of APPAREL_STORE_DB "
+                              f"({self.redacted}): the extraction must read the store that is seeded")
+        from psycopg import sql
+
+        with self.connect() as conn:
+            for table in tables:
+                conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(sql.Identifier(table.name),
+                                                                        sql.Identifier(reader.user)))
+        return reader.user
 
     def count(self, name: str) -> int:
         return self.query(f"SELECT count(*) FROM {name}")[0][0]

@@ -15,6 +15,8 @@ import sys
 import threading
 import time
 import uuid
+from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 from pyspark.sql import functions as F
@@ -100,6 +102,75 @@ def test_trino_revenue_equals_spark_and_the_source_files(spark, s3_lake):
     spark_total = catalog.read(spark, "gold.dm_sales_monthly").agg(F.sum("revenue")).collect()[0][0]
     (trino_total,) = trino_one(settings, "SELECT sum(revenue) FROM lakehouse.gold.dm_sales_monthly")
     assert trino_total == spark_total == expected == TOTAL_REVENUE
+
+
+ROLE_KEYS = ("APPAREL_S3_ACCESS_KEY", "APPAREL_S3_SECRET_KEY", "APPAREL_TRINO_S3_ACCESS_KEY",
+             "APPAREL_TRINO_S3_SECRET_KEY")
+
+
+def role_keys(settings) -> dict[str, str]:
+    """Each role's keys as scripts/services-lib.sh resolves them: the environment's, else the credentials file's."""
+    found = {}
+    for line in Path(settings.s3["credentials_file"]).read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key in ROLE_KEYS:
+            found[key] = value
+    for pair in (ROLE_KEYS[:2], ROLE_KEYS[2:]):
+        if all(os.environ.get(k) for k in pair):
+            found.update({k: os.environ[k] for k in pair})
+    return found
+
+
+def minio_as(settings, access: str | None, secret: str | None):
+    from minio import Minio
+
+    return Minio(urlparse(settings.s3["endpoint"]).netloc, access_key=access, secret_key=secret, secure=False,
+                 region=settings.s3["region"])
+
+
+def denied(call) -> str:
+    from minio.error import S3Error
+
+    with pytest.raises(S3Error) as info:
+        call()
+    return info.value.code
+
+
+def test_trinos_key_reads_the_lake_but_cannot_put_or_delete_in_it(s3_lake):
+    """One identity per role on the native store (README "Least privilege"): Trino's key reads the lake, writes
+    only under its metastore folder, and can neither put nor delete a lake object nor create a bucket; the
+    pipeline's key creates no bucket outside the lake's pattern; an unsigned request is refused."""
+    import requests
+
+    settings, bucket = s3_lake["settings"], s3_lake["bucket"]
+    keys = role_keys(settings)
+    assert keys["APPAREL_TRINO_S3_ACCESS_KEY"] != keys["APPAREL_S3_ACCESS_KEY"]
+    pipeline = client(settings)
+    trino = minio_as(settings, keys["APPAREL_TRINO_S3_ACCESS_KEY"], keys["APPAREL_TRINO_S3_SECRET_KEY"])
+    lake = S3Location.parse(settings.lakehouse).child("gold/dm_sales_monthly/_delta_log")
+    name = sorted(o.object_name for o in pipeline.list_objects(bucket, prefix=lake.key + "/")
+                  if o.object_name.endswith(".json"))[0]
+    body = pipeline.get_object(bucket, name).read()
+    assert trino.get_object(bucket, name).read() == body  # reads
+    assert {o.object_name for o in trino.list_objects(bucket, prefix=lake.key + "/")} >= {name}  # lists
+    assert denied(lambda: trino.put_object(bucket, name, io.BytesIO(b"{}"), 2)) == "AccessDenied"
+    assert denied(lambda: trino.put_object(bucket, f"{lake.key}/99999999999999999999.json", io.BytesIO(b"{}"),
+                                           2)) == "AccessDenied"
+    assert denied(lambda: trino.remove_object(bucket, name)) == "AccessDenied"
+    assert denied(lambda: trino.make_bucket(f"apparel-test-{uuid.uuid4().hex[:8]}")) == "AccessDenied"
+    assert pipeline.get_object(bucket, name).read() == body  # still there, unchanged
+    # its metastore folder is the one place it writes: the tables the run registered are there
+    metastore = S3Location.parse(str(settings.trino["metastore_dir"]))
+    assert any(trino.list_objects(metastore.bucket, prefix=metastore.key + "/", recursive=True))
+    # the pipeline's key: no bucket outside s3.lake_buckets
+    assert not str(settings.s3["lake_buckets"]).startswith("other")
+    assert denied(lambda: pipeline.make_bucket(f"other-{uuid.uuid4().hex[:8]}")) == "AccessDenied"
+    # no anonymous access: neither read nor write
+    url = f"{settings.s3['endpoint']}/{bucket}/{name}"
+    assert requests.get(url, timeout=30).status_code == 403
+    assert requests.put(url, data=b"{}", timeout=30).status_code == 403
+    assert requests.get(f"{settings.s3['endpoint']}/{bucket}?list-type=2", timeout=30).status_code == 403
+    assert pipeline.get_object(bucket, name).read() == body
 
 
 def test_every_silver_and_gold_table_has_spark_row_count_in_trino(spark, s3_lake):

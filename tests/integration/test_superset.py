@@ -6,6 +6,7 @@ screenshot of each in artifacts/superset/. Numbers shown are compared with panda
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -231,3 +232,30 @@ def test_screenshots_are_git_ignored():
     out = subprocess.run(["git", "check-ignore", "-q", str(ARTIFACTS / "sales-overview.png")], cwd=PROJECT_ROOT)
     assert out.returncode == 0
     assert Path(PROJECT_ROOT / ".gitignore").read_text().count("/artifacts/") == 1
+
+
+def test_no_generated_key_or_password_appears_in_any_log(stack):
+    """The secrets the project generates or is given (the object store's secret keys of both roles, Superset's
+    secret key and its users' passwords) stay in their own files and in the environment: no log the services
+    write, and no artifact of the tests, holds one. Run last in the services' group, once every server has
+    worked. (The access key ids are not secrets, they name an identity: Trino's startup log lists its catalog's.)"""
+    from test_lakehouse_s3 import role_keys
+
+    settings = stack["settings"]
+    secrets = {name: value for name, value in role_keys(settings).items() if "SECRET" in name} | {
+        "SUPERSET_SECRET_KEY": stack["env"]["SUPERSET_SECRET_KEY"],
+        "SUPERSET_ADMIN_PASSWORD": stack["admin"][1], "SUPERSET_VIEWER_PASSWORD": stack["viewer"][1]}
+    assert len(secrets) == 5 and all(len(v) >= 16 for v in secrets.values()), sorted(secrets)
+    services_dir = Path(os.environ.get("APPAREL_SERVICES_DIR") or PROJECT_ROOT / ".services")
+    # where the secrets belong: the credentials file, the store's identities, Superset's metadata database
+    # (its users' password hashes, never the passwords)
+    kept = {Path(settings.s3["credentials_file"]).resolve(), (services_dir / "objectstore" / "s3.json").resolve()}
+    data = [services_dir / "objectstore" / "data", services_dir / "kafka" / "data"]  # stores, not logs
+    logs = [p for root in (services_dir, PROJECT_ROOT / "artifacts") if root.exists() for p in root.rglob("*")
+            if p.is_file() and p.resolve() not in kept and not p.is_symlink()
+            and not any(d in p.parents for d in data)
+            and (p.suffix in (".log", ".out", ".txt", ".xml", ".json") or "log" in p.name or "logs" in p.parts)]
+    assert any(p.name == "weed.log" for p in logs) and any(p.name == "superset.log" for p in logs), logs
+    assert any(p.parent.name == "logs" and p.name.startswith("server.log") for p in logs), logs  # Trino's
+    leaks = {(str(p), name) for p in logs for name, value in secrets.items() if value.encode() in p.read_bytes()}
+    assert leaks == set()

@@ -8,7 +8,7 @@ from apparel.config import load_settings
 from apparel.errors import ConfigError
 from apparel.jars import PROVIDED_ORGS, _ivy_xml, packages_for
 from apparel.objectstore import S3Location, credentials, project_buckets
-from apparel.services import service_env
+from apparel.services import s3_identities, service_env
 from apparel.spark import session_conf
 
 KEYS = {"APPAREL_S3_ACCESS_KEY": "AK", "APPAREL_S3_SECRET_KEY": "SK"}
@@ -82,3 +82,34 @@ def test_the_service_scripts_get_the_resolved_settings():
     assert env["APPAREL_S3_PATH_STYLE"] == "true"
     assert env["APPAREL_S3_CREDENTIALS_FILE"].endswith("/.services/credentials.env")
     assert not [k for k in env if "SECRET" in k or "ACCESS_KEY" in k]
+
+
+ROLES = {"APPAREL_S3_ACCESS_KEY": "pipe", "APPAREL_S3_SECRET_KEY": "pipe-secret",
+         "APPAREL_TRINO_S3_ACCESS_KEY": "trino", "APPAREL_TRINO_S3_SECRET_KEY": "trino-secret"}
+
+
+def test_the_native_store_has_one_identity_per_role_and_none_anonymous():
+    settings = load_settings(env="local", environ={"APPAREL_S3_LAKE_BUCKETS": "lake-*",
+                                                    "APPAREL_TRINO_METASTORE_DIR": "s3://lake-meta/_trino/"})
+    ids = {i["name"]: i for i in s3_identities(settings, ROLES)["identities"]}
+    assert set(ids) == {"pipeline", "trino"}  # no "anonymous": unsigned requests are refused
+    assert ids["pipeline"]["credentials"] == [{"accessKey": "pipe", "secretKey": "pipe-secret"}]
+    assert ids["trino"]["credentials"] == [{"accessKey": "trino", "secretKey": "trino-secret"}]
+    # the pipeline owns the lake's buckets and nothing else; Trino reads them and writes its metastore folder
+    assert ids["pipeline"]["actions"] == ["Admin:lake-*"]
+    assert ids["trino"]["actions"] == ["Read:lake-*", "List:lake-*", "Write:lake-meta/_trino/*"]
+
+
+@pytest.mark.parametrize("pattern", ["*", "", "lake/*"])
+def test_a_pattern_that_names_no_bucket_is_refused(pattern):
+    settings = load_settings(env="local", environ={}, s3__lake_buckets=pattern)
+    with pytest.raises(ConfigError, match="APPAREL_S3_LAKE_BUCKETS"):
+        s3_identities(settings, ROLES)
+
+
+def test_trino_needs_its_own_key():
+    settings = load_settings(env="local", environ={})
+    with pytest.raises(ConfigError, match="must differ"):
+        s3_identities(settings, ROLES | {"APPAREL_TRINO_S3_ACCESS_KEY": "pipe"})
+    with pytest.raises(ConfigError, match="APPAREL_TRINO_S3_SECRET_KEY"):
+        s3_identities(settings, {k: v for k, v in ROLES.items() if k != "APPAREL_TRINO_S3_SECRET_KEY"})

@@ -206,7 +206,7 @@ class BronzeIngest:
         self.spark = spark
         self.settings = settings
         self.catalog = Catalog(settings)
-        self.store = StoreDB(settings.store_db)
+        self.store = StoreDB(settings.store_read_db)  # the extraction's read-only role, when set
         self.lookback = settings.bronze.lookback_orders
         self.max_loss = settings.bronze.snapshot_max_loss_percent
         snapshots = sorted(t.name for t in SOURCES.values() if not t.incremental)
