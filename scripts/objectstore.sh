@@ -55,7 +55,9 @@ case "${1:-start}" in
       (umask 077; cd "$ROOT" && "$PY" -m apparel.services s3-identities > "$DIR/s3.json")
       P=(); for _ in 1 2 3 4 5 6 7 8 9; do P+=("$(free_port)"); done
       echo "[$NAME] starting SeaweedFS $VERSION: S3 on 127.0.0.1:$PORT (log: $LOG)" >&2
-      setsid nohup "$WEED" mini -dir="$DIR/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+      # SeaweedFS makes an Admin identity of AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY when they are set: none
+      # but the identities above
+      env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY setsid nohup "$WEED" mini -dir="$DIR/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
         -s3.port="$PORT" -s3.port.grpc="${P[0]}" -s3.config="$DIR/s3.json" \
         -master.port="${P[1]}" -master.port.grpc="${P[2]}" -volume.port="${P[3]}" -volume.port.grpc="${P[4]}" \
         -filer.port="${P[5]}" -filer.port.grpc="${P[6]}" -admin.port="${P[7]}" -admin.port.grpc="${P[8]}" \
