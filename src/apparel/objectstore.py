@@ -53,17 +53,25 @@ def credentials(settings: Settings) -> tuple[str, str]:
     access, secret = s3.get("access_key"), s3.get("secret_key")
     path = Path(s3["credentials_file"])
     if not (access and secret) and path.exists():
-        found = {}
-        for line in path.read_text().splitlines():
-            key, sep, value = line.partition("=")
-            if sep and not key.strip().startswith("#"):
-                found[key.strip().removeprefix("export ").strip()] = value.strip().strip("'\"")
+        found = credentials_file(settings)
         access = access or found.get("APPAREL_S3_ACCESS_KEY")
         secret = secret or found.get("APPAREL_S3_SECRET_KEY")
     if not (access and secret):
         raise ConfigError(f"no object store credentials for {s3['endpoint']}: set APPAREL_S3_ACCESS_KEY and "
                           f"APPAREL_S3_SECRET_KEY, or start the local store with `make services-up` (writes {path})")
     return str(access), str(secret)
+
+
+def credentials_file(settings: Settings) -> dict[str, str]:
+    """The ``NAME=value`` lines of the credentials file the native store writes (``s3.credentials_file``; every
+    role's keys), {} when there is none."""
+    path = Path(settings.s3["credentials_file"])
+    found = {}
+    for line in (path.read_text().splitlines() if path.exists() else []):
+        key, sep, value = line.partition("=")
+        if sep and not key.strip().startswith("#"):
+            found[key.strip().removeprefix("export ").strip()] = value.strip().strip("'\"")
+    return found
 
 
 def client(settings: Settings):

@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -25,7 +24,7 @@ import expected_model as em
 from apparel import cli
 from apparel.catalog import TABLES, Catalog
 from apparel.config import PROJECT_ROOT, load_settings
-from apparel.objectstore import S3Location, client, remove_prefix
+from apparel.objectstore import S3Location, client, credentials_file, remove_prefix
 from apparel.pipeline import run_layers
 from apparel.runlock import LOCK_PATH, RunLock
 from apparel.runlog import last_runs
@@ -110,11 +109,7 @@ ROLE_KEYS = ("APPAREL_S3_ACCESS_KEY", "APPAREL_S3_SECRET_KEY", "APPAREL_TRINO_S3
 
 def role_keys(settings) -> dict[str, str]:
     """Each role's keys as scripts/services-lib.sh resolves them: the environment's, else the credentials file's."""
-    found = {}
-    for line in Path(settings.s3["credentials_file"]).read_text().splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key in ROLE_KEYS:
-            found[key] = value
+    found = {k: v for k, v in credentials_file(settings).items() if k in ROLE_KEYS}
     for pair in (ROLE_KEYS[:2], ROLE_KEYS[2:]):
         if all(os.environ.get(k) for k in pair):
             found.update({k: os.environ[k] for k in pair})
