@@ -89,7 +89,8 @@ case "${1:-start}" in
       CP=$(bash "$HERE/kafka.sh" classpath)
       write_config
       echo "[$NAME] starting Kafka Connect (distributed, one worker) with Debezium $DEBEZIUM on $URL (logs: $LOGS)" >&2
-      nohup "$(java_bin)" -Xms128m -Xmx"$HEAP" -Dlog4j2.configurationFile="file:$DIR/log4j2.properties" -cp "$CP" \
+      # shellcheck disable=SC2086 # the flags are words
+      nohup "$(java_bin)" -Xms128m -Xmx"$HEAP" $SERVICE_JAVA_OPTIONS -Dlog4j2.configurationFile="file:$DIR/log4j2.properties" -cp "$CP" \
         org.apache.kafka.connect.cli.ConnectDistributed "$DIR/worker.properties" > "$LOGS/stdout.log" 2>&1 &
       echo $! > "$DIR/connect.pid"
     fi

@@ -58,7 +58,7 @@ EOF
   write_log4j2 "$DIR/log4j2.properties" "$LOGS/server.log"
 }
 
-java_cmd() { echo "$(java_bin) -Xms128m -Xmx$HEAP -Dlog4j2.configurationFile=file:$DIR/log4j2.properties -cp $CP"; }
+java_cmd() { echo "$(java_bin) -Xms128m -Xmx$HEAP $SERVICE_JAVA_OPTIONS -Dlog4j2.configurationFile=file:$DIR/log4j2.properties -cp $CP"; }
 # ready: the broker answers metadata requests and every partition has a leader (after a restart the
 # controller takes a few seconds to elect them; clients asking earlier get NOT_LEADER_FOR_PARTITION)
 listening() {

@@ -124,6 +124,10 @@ status_command() { if pid_alive "$1"; then echo "[$NAME] running: $2" >&2; else 
 
 # the JVM of the Java servers (Kafka, Kafka Connect): JAVA_HOME's, else the one on the PATH
 java_bin() { if [ -n "${JAVA_HOME:-}" ] && [ -x "$JAVA_HOME/bin/java" ]; then echo "$JAVA_HOME/bin/java"; else command -v java; fi; }
+# JVM flags of the small, mostly idle servers (Kafka, Kafka Connect): the quick JIT only and one GC thread, so that
+# on a small machine they leave the CPU to Spark (APPAREL_SERVICE_JAVA_OPTIONS; bench/jvm_bench.py measures the
+# same flags on Spark)
+SERVICE_JAVA_OPTIONS=${APPAREL_SERVICE_JAVA_OPTIONS--XX:TieredStopAtLevel=1 -XX:+UseSerialGC}
 
 # write_log4j2 CONFIG LOGFILE [LINE...]: a log4j2 configuration that logs INFO to LOGFILE, plus LINEs
 write_log4j2() {

@@ -64,6 +64,9 @@ def pytest_collection_modifyitems(config, items):
 # The modules whose tests use the object store, Trino or Superset (the `services` fixture): under pytest-xdist
 # one worker runs them all, so one process starts those servers and stops them when no test needs them.
 SERVICE_MODULES = {"test_lakehouse_s3.py", "test_notebooks.py", "test_superset.py"}
+# The modules that read the session's run of the shared dataset (the `shared_lake` fixture, a whole pipeline run)
+# most: one worker runs them, so that the run is built once. tests/contract/ joins them.
+SHARED_LAKE_MODULES = {"test_pipeline_shared.py"}
 # Likewise the modules that start and stop the Kafka broker and Kafka Connect (scripts/kafka.sh, connect.sh).
 CDC_MODULES = {"test_kafka.py", "test_stream.py"}
 
@@ -91,6 +94,8 @@ if importlib.util.find_spec("xdist") is not None:
                 if path.startswith("tests/unit/"):
                     return nodeid
                 name = Path(path).name
+                if name in SHARED_LAKE_MODULES or path.startswith("tests/contract/"):
+                    return "shared_lake"  # one worker builds the session's run of the shared dataset
                 return "services" if name in SERVICE_MODULES else "cdc" if name in CDC_MODULES else path
 
         return ModuleScheduling(config, log)

@@ -3,25 +3,38 @@ the lakehouse root, plus the small amount of Delta I/O every job shares.
 
 Layers are folders: ``<lakehouse>/<layer>/<table>``. Writes are single Delta commits (atomic overwrite
 or append), so a reader never sees a half-written table.
+
+Every silver and gold table declares its key and its schema here (docs/data_model.md, *Declared keys and
+schemas*). Before each commit to such a table, :class:`Catalog` checks what is about to be written: the columns
+and their types equal the declaration, and the key is unique and never null. A violation raises
+:class:`~apparel.errors.DeclarationError` (the table, the key, a sample) and nothing is committed. A table's
+schema is replaced (Delta's ``overwriteSchema``) only when the stored one differs from the declaration: a
+declared migration, logged.
 """
 
 from __future__ import annotations
 
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
 from apparel.config import Settings
+from apparel.errors import DeclarationError
 from apparel.schemas import SOURCES, STORE_TABLES
 
 T = TypeVar("T")
 LAYERS = ("bronze", "silver", "gold", "quarantine", "ops")
+DECLARED_LAYERS = ("silver", "gold")  # every table of these declares its key and schema
+KEY_SAMPLE = 5  # offending keys an error quotes
 
 
 @dataclass(frozen=True)
 class TableInfo:
     name: str       # "<layer>.<table>"
     grain: str      # one line: what one row is
+    key: tuple[str, ...] = ()                   # the columns that identify a row (unique, never null)
+    columns: tuple[tuple[str, str], ...] = ()   # the declared schema: (column, Spark SQL type) in order
 
     @property
     def layer(self) -> str:
@@ -31,14 +44,51 @@ class TableInfo:
     def table(self) -> str:
         return self.name.split(".", 1)[1]
 
+    @property
+    def declared(self) -> bool:
+        return bool(self.columns)
+
+    @property
+    def ddl(self) -> str:
+        """The declared schema as Spark DDL (``"month date, orders bigint"``)."""
+        return ", ".join(f"{c} {t}" for c, t in self.columns)
+
 
 TABLES: dict[str, TableInfo] = {}
 
 
-def register(name: str, grain: str) -> TableInfo:
-    info = TableInfo(name, grain)
+def parse_columns(ddl: str) -> tuple[tuple[str, str], ...]:
+    """``"a bigint, b decimal(10,2)"`` -> ``(("a", "bigint"), ("b", "decimal(10,2)"))``: the simple types the
+    declarations use, written as Spark's ``DataType.simpleString()`` writes them."""
+    parts, depth, cur = [], 0, ""
+    for ch in ddl:
+        depth += ch in "(<"
+        depth -= ch in ")>"
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur)
+    out = []
+    for part in parts:
+        name, _, typ = part.strip().partition(" ")
+        if not name or not typ.strip():
+            raise ValueError(f"bad column declaration {part.strip()!r} in {ddl!r}")
+        out.append((name, typ.strip().replace(" ", "")))
+    return tuple(out)
+
+
+def register(name: str, grain: str, key: tuple[str, ...] = (), schema: str = "") -> TableInfo:
+    columns = parse_columns(schema) if schema else ()
+    info = TableInfo(name, grain, tuple(key), columns)
     if info.layer not in LAYERS:
         raise ValueError(f"unknown layer in {name!r}")
+    if info.layer in DECLARED_LAYERS and not (info.key and info.columns):
+        raise ValueError(f"{name}: a {info.layer} table declares its key and its schema")
+    missing = [k for k in info.key if k not in dict(columns)]
+    if missing:
+        raise ValueError(f"{name}: key column(s) {missing} are not declared")
     TABLES[name] = info
     return info
 
@@ -57,27 +107,107 @@ register("ops.silver_runs", "one row per silver run that changed silver: what it
 register("ops.run_log", "one row per batch run (apparel run, apparel maintain, each spark-submit job): trigger, "
          "start, end, status")
 register("ops.gold_runs", "one row per gold run that changed gold: the silver run it caught up to")
-register("silver.dim_date", "one row per calendar day covering every order date, plus the unknown day (-1)")
-register("silver.dim_customer", "one row per customer version (SCD type 2), plus the unknown customer (-1)")
-register("silver.dim_product", "one row per product version (SCD type 2), plus the unknown product (-1)")
-register("silver.dim_location", "one row per city, plus the unknown city (-1)")
-register("silver.dim_province", "one row per province, plus the unknown province (-1)")
-register("silver.fct_order_lines", "one row per order line, keyed by (order_id, order_detail_id)")
-register("silver.fct_orders", "one row per order")
+# Silver and gold: key and schema (types as Spark writes them: bigint, int, string, date, timestamp, double,
+# boolean), in the column order of docs/data_model.md.
+register("silver.dim_date", "one row per calendar day covering every order date, plus the unknown day (-1)",
+         ("date_key",), "date_key int, date date, year int, quarter int, month int, month_name string, "
+         "day_of_month int, day_of_week int, is_weekend boolean")
+register("silver.dim_customer", "one row per customer version (SCD type 2), plus the unknown customer (-1)",
+         ("customer_key",), "customer_key bigint, customer_id bigint, first_name string, last_name string, "
+         "full_name string, gender string, valid_from date, valid_to date, is_current boolean")
+register("silver.dim_product", "one row per product version (SCD type 2), plus the unknown product (-1)",
+         ("product_key",), "product_key bigint, product_id bigint, product_name string, product_type string, "
+         "color string, size string, price bigint, product_category_id bigint, category_name string, "
+         "valid_from date, valid_to date, is_current boolean")
+register("silver.dim_location", "one row per city, plus the unknown city (-1)", ("city_id",),
+         "city_id bigint, city_name string, city_type string, province_id bigint, province_name string")
+register("silver.dim_province", "one row per province, plus the unknown province (-1)", ("province_id",),
+         "province_id bigint, province_name string")
+register("silver.fct_order_lines", "one row per order line, keyed by (order_id, order_detail_id)",
+         ("order_id", "order_detail_id"),
+         "order_detail_id bigint, order_id bigint, order_date timestamp, date_key int, customer_key bigint, "
+         "customer_id bigint, product_key bigint, product_id bigint, city_id bigint, province_id bigint, "
+         "qty bigint, item_price bigint, line_revenue bigint, order_month date")
+register("silver.fct_orders", "one row per order", ("order_id",),
+         "order_id bigint, order_date timestamp, date_key int, customer_key bigint, customer_id bigint, "
+         "city_id bigint, province_id bigint, lines bigint, units bigint, order_revenue bigint")
 for _src in SOURCES.values():
     register(f"quarantine.{_src.name}", f"one row per rejected {_src.name} bronze row, with its reason")
-for _mart, _grain in [
-    ("dm_sales_monthly", "one row per month"),
-    ("dm_product_monthly", "one row per product_id x month"),
-    ("dm_product_ranking", "one row per product_id, over all time"),
-    ("dm_region_monthly", "one row per province x city x month, the order's own province"),
-    ("dm_category_gender_monthly", "one row per category x gender x month"),
-    ("dm_customer_rfm", "one row per customer"),
-    ("dm_customer_cohorts", "one row per cohort month x months since the first order"),
-    ("dm_basket_pairs", "one row per unordered pair of product styles bought in the same order"),
-    ("dm_sales_live", "one row per minute of order time with sales, over the current and the previous day"),
+for _mart, _grain, _key, _schema in [
+    ("dm_sales_monthly", "one row per month", ("month",),
+     "month date, orders bigint, customers bigint, units bigint, revenue bigint, avg_order_value bigint, "
+     "revenue_mom_pct double"),
+    ("dm_product_monthly", "one row per product_id x month", ("product_id", "month"),
+     "product_id bigint, product_name string, product_type string, color string, size string, "
+     "category_name string, month date, orders bigint, units bigint, revenue bigint"),
+    ("dm_product_ranking", "one row per product_id, over all time", ("product_id",),
+     "product_id bigint, product_name string, size string, category_name string, units bigint, revenue bigint, "
+     "revenue_share_pct double, revenue_rank int"),
+    ("dm_region_monthly", "one row per province x city x month, the order's own province",
+     ("province_id", "city_id", "month"),
+     "month date, province_id bigint, province_name string, city_id bigint, city_name string, city_type string, "
+     "orders bigint, customers bigint, units bigint, revenue bigint"),
+    ("dm_category_gender_monthly", "one row per category x gender x month", ("category_name", "gender", "month"),
+     "category_name string, gender string, month date, customers bigint, units bigint, revenue bigint"),
+    ("dm_customer_rfm", "one row per customer", ("customer_id",),
+     "customer_id bigint, full_name string, gender string, first_order_date date, last_order_date date, "
+     "orders bigint, units bigint, revenue bigint, recency_days int, r_score int, f_score int, m_score int, "
+     "rfm_segment string"),
+    ("dm_customer_cohorts", "one row per cohort month x months since the first order",
+     ("cohort_month", "months_since_first"),
+     "cohort_month date, months_since_first int, cohort_size bigint, active_customers bigint, "
+     "retention_pct double"),
+    ("dm_basket_pairs", "one row per unordered pair of product styles bought in the same order",
+     ("style_a", "style_b"),
+     "style_a string, style_b string, orders_together bigint, support double, confidence_a_to_b double, "
+     "confidence_b_to_a double, lift double"),
+    ("dm_sales_live", "one row per minute of order time with sales, over the current and the previous day",
+     ("minute",), "minute timestamp, orders bigint, units bigint, revenue bigint, customers bigint"),
 ]:
-    register(f"gold.{_mart}", _grain)
+    register(f"gold.{_mart}", _grain, _key, _schema)
+
+
+def declared(name: str) -> TableInfo | None:
+    """The table's declaration, or None for a table that declares nothing (bronze, quarantine, ops)."""
+    info = TABLES.get(name)
+    return info if info is not None and info.declared else None
+
+
+def schema_problems(info: TableInfo, schema) -> list[str]:
+    """How a Spark ``StructType`` differs from ``info``'s declared schema (empty: it does not)."""
+    got = [(f.name, f.dataType.simpleString()) for f in schema.fields]
+    want = list(info.columns)
+    if got == want:
+        return []
+    g, w = dict(got), dict(want)
+    problems = [f"column {c} ({t}) is missing" for c, t in want if c not in g]
+    problems += [f"column {c} ({t}) is not declared" for c, t in got if c not in w]
+    problems += [f"column {c} is {g[c]}, declared {t}" for c, t in want if c in g and g[c] != t]
+    if not problems:
+        problems.append(f"columns in order ({', '.join(c for c, _ in got)}), declared "
+                        f"({', '.join(c for c, _ in want)})")
+    return problems
+
+
+def key_violations(df, key: tuple[str, ...] | list[str], sample: int = KEY_SAMPLE) -> list:
+    """Up to ``sample`` keys of ``df`` that are null or held by more than one row: rows of the key columns and
+    ``_rows`` (one Spark job)."""
+    from pyspark.sql import functions as F
+
+    null = F.lit(False)
+    for k in key:
+        null = null | F.col(k).isNull()
+    bad = (df.groupBy(*key).agg(F.count(F.lit(1)).alias("_rows"))
+           .where((F.col("_rows") > 1) | null).orderBy(F.desc("_rows"), *key))
+    return bad.limit(sample).collect()
+
+
+def describe_keys(key, rows) -> str:
+    def one(r) -> str:
+        values = ", ".join(f"{k}={r[k]!r}" if r[k] is not None else f"{k}=NULL" for k in key)
+        return f"({values}) x{r['_rows']}"
+
+    return "; ".join(one(r) for r in rows)
 
 
 def run_parallel(tasks: dict[str, Callable[[], T]], threads: int = 4) -> dict[str, T]:
@@ -90,8 +220,9 @@ def run_parallel(tasks: dict[str, Callable[[], T]], threads: int = 4) -> dict[st
 
 
 class Catalog:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, log: Callable[[str], None] | None = None):
         self.root = settings.lakehouse
+        self.log = log or (lambda msg: print(msg, file=sys.stderr))
 
     def path(self, name: str) -> str:
         if name not in TABLES:
@@ -116,12 +247,95 @@ class Catalog:
         return spark.read.format("delta").load(self.path(name))
 
     def overwrite(self, df, name: str, partition_by: list[str] | None = None) -> dict:
-        """Replace the table's content in one Delta commit; returns the commit's operation metrics."""
-        writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
-        if partition_by:
-            writer = writer.partitionBy(*partition_by)
-        writer.save(self.path(name))
+        """Replace the table's content in one Delta commit; returns the commit's operation metrics.
+
+        A declared table (silver, gold) is checked first (:meth:`check`, on ``df`` cached so that it is computed
+        once), and its schema replaced only when the stored one differs from the declaration (a migration, logged).
+        A table that declares nothing (a bronze snapshot, quarantine) takes ``df``'s schema."""
+        info = declared(name)
+        migrate = True
+        cached = False
+        if info is not None:
+            if not df.is_cached:
+                df, cached = df.persist(), True
+            self.check(df, name)
+            migrate = self._migration(df.sparkSession, info)
+        try:
+            writer = df.write.format("delta").mode("overwrite")
+            if migrate:
+                writer = writer.option("overwriteSchema", "true")
+            if partition_by:
+                writer = writer.partitionBy(*partition_by)
+            writer.save(self.path(name))
+        finally:
+            if cached:
+                df.unpersist()
         return self.last_commit(df.sparkSession, name)
+
+    def check(self, df, name: str, key_rows=None) -> None:
+        """Raise :class:`DeclarationError` unless ``df`` may be committed to the declared table ``name``: its
+        columns and types equal the declaration, and its key is unique and never null (over ``key_rows``, a
+        frame of the same key columns, when given: the rows a MERGE upserts). Nothing is written either way."""
+        info = declared(name)
+        if info is None:
+            return
+        problems = schema_problems(info, df.schema)
+        if problems:
+            raise DeclarationError(f"{name}: what the job was about to write does not match the declared schema: "
+                                   f"{'; '.join(problems)}; nothing was committed")
+        bad = key_violations(df if key_rows is None else key_rows, info.key)
+        if bad:
+            nulls = any(any(r[k] is None for k in info.key) for r in bad)
+            what = "is null or not unique" if nulls else "is not unique"
+            raise DeclarationError(f"{name}: key ({', '.join(info.key)}) {what}: {describe_keys(info.key, bad)}"
+                                   f"{' (a sample)' if len(bad) == KEY_SAMPLE else ''}; nothing was committed")
+
+    def check_new_keys(self, spark, name: str, inserts) -> None:
+        """Raise :class:`DeclarationError` when keys about to be inserted into the declared table ``name`` (rows
+        of ``inserts``, unique among themselves: :meth:`check`) are held by a stored row already."""
+        info = declared(name)
+        if info is None or not self.exists(spark, name):
+            return
+        taken = inserts.select(*info.key).join(self.read(spark, name).select(*info.key), list(info.key),
+                                                 "left_semi").limit(KEY_SAMPLE).collect()
+        if taken:
+            raise DeclarationError(f"{name}: key ({', '.join(info.key)}) is not unique: the row(s) to insert "
+                                   + "; ".join("(" + ", ".join(f"{k}={r[k]!r}" for k in info.key) + ")"
+                                               for r in taken)
+                                   + " are stored already; nothing was committed")
+
+    def replace_where(self, df, name: str, where: str) -> dict:
+        """Replace the rows of ``name`` matching the SQL predicate ``where`` with ``df`` (Delta's
+        ``replaceWhere``, one commit), checked like :meth:`overwrite` (the key of ``df`` holds the predicate's
+        columns, so the rows kept cannot collide with it)."""
+        info = declared(name)
+        cached = False
+        if info is not None:
+            if not df.is_cached:
+                df, cached = df.persist(), True
+            self.check(df, name)
+        try:
+            df.write.format("delta").mode("overwrite").option("replaceWhere", where).save(self.path(name))
+        finally:
+            if cached:
+                df.unpersist()
+        return self.last_commit(df.sparkSession, name)
+
+    def stored_differs(self, spark, name: str) -> list[str]:
+        """How the stored schema of the declared table ``name`` differs from its declaration (empty: it does not,
+        or the table does not exist yet, or declares nothing)."""
+        info = declared(name)
+        if info is None or not self.exists(spark, name):
+            return []
+        return schema_problems(info, self.read(spark, name).schema)
+
+    def _migration(self, spark, info: TableInfo) -> bool:
+        """Whether the stored table's schema differs from ``info``'s declaration (logged): the overwrite then
+        replaces it. A table not created yet needs no migration."""
+        problems = self.stored_differs(spark, info.name)
+        if problems:
+            self.log(f"[catalog] {info.name}: migrating the stored schema to the declaration ({'; '.join(problems)})")
+        return bool(problems)
 
     def append(self, df, name: str, merge_schema: bool = False) -> dict:
         """Append in one commit; ``merge_schema`` adds new columns of ``df`` to an existing table (ops tables
@@ -172,6 +386,12 @@ class Catalog:
 
         from apparel.errors import AccountingError
 
+        info = declared(name)
+        stored = self.stored_differs(new.sparkSession, name) if info is not None else []
+        if stored:
+            raise DeclarationError(f"{name}: the stored schema differs from the declaration ({'; '.join(stored)}): "
+                                   "a MERGE cannot migrate it; rebuild the table (apparel run --full-refresh); "
+                                   "nothing was committed")
         cols = [c for c in new.columns]
         upserts = new.select(*cols).subtract(old.select(*cols))
         old_keys, new_keys = old.select(*key), new.select(*key)
@@ -183,6 +403,8 @@ class Catalog:
         staged = (upserts.withColumn("_delete", F.lit(False))
                   .unionByName(deletes.withColumn("_delete", F.lit(True)), allowMissingColumns=True)
                   .localCheckpoint())
+        if info is not None:  # the stored keys are unique: so are they after upserts with unique keys
+            self.check(new, name, key_rows=staged.where(~F.col("_delete")).select(*key))
         n = {r["_delete"]: int(r["n"]) for r in staged.groupBy("_delete").agg(F.count(F.lit(1)).alias("n")).collect()}
         n_up, n_del = n.get(False, 0), n.get(True, 0)
         if n_up == 0 and n_del == 0:

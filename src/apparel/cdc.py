@@ -111,42 +111,59 @@ def connector_config(settings) -> dict[str, str]:
     return config
 
 
-def _request(settings, method: str, path: str, body: dict | None = None, ok=(200, 201, 202, 204)):
+# what Kafka Connect answers while its worker (re)joins the group: try again
+BUSY = (409, 500, 503, 504)
+
+
+def _request(settings, method: str, path: str, body: dict | None = None, ok=(200, 201, 202, 204),
+             until: float | None = None):
+    """One call of Kafka Connect's REST API. ``until`` (a ``time.monotonic()`` deadline): until then, a worker
+    that is not reachable, too slow to answer or busy rebalancing (HTTP 409/500/503/504, as just after a restart)
+    is asked again every 2 s."""
     import requests
 
     url = settings.cdc.connect_url + path
-    try:
-        resp = requests.request(method, url, json=body, timeout=30)
-    except requests.RequestException as exc:
-        raise SourceError(f"Kafka Connect is not reachable at {settings.cdc.connect_url} (APPAREL_CONNECT_URL): "
-                          f"{type(exc).__name__}; start it with scripts/services.sh up (APPAREL_CDC=1)") from None
-    if resp.status_code not in ok:
+    while True:
+        try:
+            resp = requests.request(method, url, json=body, timeout=30)
+        except requests.RequestException as exc:
+            if until is not None and time.monotonic() < until:
+                time.sleep(2)
+                continue
+            raise SourceError(f"Kafka Connect is not reachable at {settings.cdc.connect_url} (APPAREL_CONNECT_URL): "
+                              f"{type(exc).__name__}; start it with scripts/services.sh up (APPAREL_CDC=1)") from None
+        if resp.status_code in ok:
+            return resp.json() if resp.content else None
+        if resp.status_code in BUSY and until is not None and time.monotonic() < until:
+            time.sleep(2)
+            continue
         raise SourceError(f"Kafka Connect {method} {path}: HTTP {resp.status_code} {resp.text[:300]}")
-    return resp.json() if resp.content else None
 
 
-def status(settings) -> dict | None:
-    """The connector's status from Kafka Connect (state of the connector and its tasks), None if absent."""
+def status(settings, until: float | None = None) -> dict | None:
+    """The connector's status from Kafka Connect (state of the connector and its tasks), None if absent;
+    ``until``: see :func:`_request`."""
     name = settings.cdc.topic_prefix
-    got = _request(settings, "GET", f"/connectors/{name}/status", ok=(200, 404))
+    got = _request(settings, "GET", f"/connectors/{name}/status", ok=(200, 404), until=until)
     return None if got is None or "connector" not in got else got
 
 
-def register(settings, log=print, timeout: float = 120) -> dict:
+def register(settings, log=print, timeout: float = 300) -> dict:
     """Create or update the connector and wait until its task runs; a failed task is restarted once, then
-    raises with its trace."""
+    raises with its trace. A worker that is still starting or rebalancing is waited for, within ``timeout``."""
     name = settings.cdc.topic_prefix
-    _request(settings, "PUT", f"/connectors/{name}/config", connector_config(settings))
     deadline = time.monotonic() + timeout
+    _request(settings, "PUT", f"/connectors/{name}/config", connector_config(settings), until=deadline)
     restarted = False
     while True:
-        st = status(settings)
+        st = status(settings, until=deadline)
         tasks = (st or {}).get("tasks") or []
         states = [t.get("state") for t in tasks] + [(st or {}).get("connector", {}).get("state")]
         failed = "FAILED" in states
         if failed and not restarted:  # after a broker or database outage: one restart of what failed
             log(f"[cdc] connector {name} had failed; restarting it")
-            _request(settings, "POST", f"/connectors/{name}/restart?includeTasks=true&onlyFailed=true")
+            _request(settings, "POST", f"/connectors/{name}/restart?includeTasks=true&onlyFailed=true",
+                     until=deadline)
             restarted = True
             time.sleep(2)
             continue

@@ -31,3 +31,8 @@ class QueryError(ApparelError):
 
 class MaintenanceError(ApparelError):
     """OPTIMIZE or VACUUM failed for one or more tables."""
+
+
+class DeclarationError(ApparelError):
+    """What a job was about to commit to a silver or gold table breaks its declared key or schema
+    (src/apparel/catalog.py); nothing was committed."""

@@ -42,6 +42,10 @@ def session_conf(settings: Settings, jars: list[str]) -> dict[str, str]:
         **DELTA_CONF,
     }
     conf.update({k: str(v) for k, v in (sp.get("conf") or {}).items()})
+    # spark.java_options (APPAREL_SPARK_JAVA_OPTIONS): JVM flags added to the driver's (the one JVM in local mode)
+    extra_opts = str(sp.get("java_options") or "").strip()
+    if extra_opts:
+        conf["spark.driver.extraJavaOptions"] = f"{conf.get('spark.driver.extraJavaOptions', '')} {extra_opts}".strip()
     opts = conf.get("spark.driver.extraJavaOptions", "")
     if "-Dlog4j2.configurationFile=conf/" in opts:  # the project's log4j2.properties, by absolute path
         conf["spark.driver.extraJavaOptions"] = opts.replace(

@@ -50,7 +50,11 @@ NOW = datetime.now().replace(second=0, microsecond=0)
 SCRIPTS = PROJECT_ROOT / "scripts"
 APPAREL = [str(PROJECT_ROOT / ".venv" / "bin" / "python"), "-m", "apparel.cli", "--env", "ci"]
 FACTS = ("orders", "order_details")
-CATCH_UP = 300  # seconds: a generous bound on a loaded 2-core machine; the assertions are exact, not timed
+# seconds the stream may go without progress (a new micro-batch, a silver run finished) before a wait gives up,
+# and the most a wait may take in all: a loaded 2-core machine was seen to take 70 s for a micro-batch and 420 s
+# for the first (full) silver run. The assertions are exact, not timed.
+STALL = 300
+CATCH_UP = 1500
 
 
 def quiet(_msg):
@@ -130,10 +134,19 @@ class Story:
         events only once no message is left: the waiting must not take the CPU the stream needs."""
         from apparel.stream import status
 
-        deadline = time.monotonic() + CATCH_UP
-        want = None
+        start = time.monotonic()
+        cap, deadline = start + CATCH_UP, start + STALL
+        want, seen = None, None
+
+        def progress(st: dict) -> None:  # events landed or silver moved: wait STALL more seconds (up to the cap)
+            nonlocal deadline, seen
+            now = (st.get("last_events_batch"), st.get("silver_finished_at"), st.get("silver_running"))
+            if now != seen:
+                seen, deadline = now, min(cap, time.monotonic() + STALL)
+
         while time.monotonic() < deadline:
             st = status(self.on)
+            progress(st)
             if st.get("lag_messages") == 0 and st.get("running"):
                 # Debezium needs a moment to publish the last commit: the topic's count stops moving
                 got = {t: self.kafka_records(t) for t in FACTS}
@@ -144,10 +157,12 @@ class Story:
                         st = read_status(self.on)
                         if silver_caught_up(st):
                             return
+                        progress(st)
                         time.sleep(0.5)
                 want = got
             time.sleep(2)
-        raise AssertionError(f"the stream did not catch up in {CATCH_UP} s: Kafka {want}, status {self.status()}; "
+        raise AssertionError(f"the stream did not catch up in {time.monotonic() - start:.0f} s (no progress for "
+                             f"{STALL} s, or {CATCH_UP} s in all): Kafka {want}, status {self.status()}; "
                              f"log:\n{(self.root / 'stream' / 'stream.log').read_text()[-3000:]}")
 
     def fact_totals(self) -> dict:

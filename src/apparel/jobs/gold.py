@@ -106,7 +106,9 @@ def refresh_live(spark, catalog: Catalog, now: datetime, pending=None, touched_o
         lines = lines.select(*LIVE_COLUMNS)
         stored = lines.join(F.broadcast(pending.scope), "order_id", "left_semi")
         lines = lines.join(F.broadcast(pending.scope), "order_id", "left_anti").unionByName(pending.lines)
-    if pending is not None and touched_only and catalog.exists(spark, LIVE):
+    # a stored schema that differs from the declaration is replaced by a whole overwrite (a migration)
+    migrate = bool(catalog.stored_differs(spark, LIVE))
+    if pending is not None and touched_only and catalog.exists(spark, LIVE) and not migrate:
         minute = F.date_trunc("minute", "order_date")
         # the touched minutes as text, read back in the session time zone (no Python time zone in between)
         text = F.date_format(minute, "yyyy-MM-dd HH:mm:ss").alias("m")
@@ -118,7 +120,7 @@ def refresh_live(spark, catalog: Catalog, now: datetime, pending=None, touched_o
         old = catalog.read(spark, LIVE).where(F.col("minute").isin(*touched))
         return catalog.merge_changes(LIVE, new, old, key=["minute"])
     new = dm_sales_live(lines, start)
-    if not catalog.exists(spark, LIVE):
+    if migrate or not catalog.exists(spark, LIVE):
         commit = catalog.overwrite(new, LIVE)
         return {"upserts": commit["rows"], "deletes": 0, "version": commit["version"], "metrics": commit["metrics"]}
     return catalog.merge_changes(LIVE, new, catalog.read(spark, LIVE), key=["minute"])
@@ -128,7 +130,7 @@ class GoldBuild:
     def __init__(self, spark, settings: Settings, log=print, full_refresh: bool = False):
         self.spark = spark
         self.settings = settings
-        self.catalog = Catalog(settings)
+        self.catalog = Catalog(settings, log=log)
         self.threads = int(settings.spark.get("write_threads", 4))
         self.log = log
         self.full_refresh = full_refresh
@@ -216,9 +218,7 @@ class GoldBuild:
         df = build_marts(subset, *dims, only=[mart])[mart]
         df = df.where(F.col("month").isin(months))
         where = "month IN (" + ", ".join(f"DATE'{m.isoformat()}'" for m in months) + ")"
-        df.write.format("delta").mode("overwrite").option("replaceWhere", where).save(
-            self.catalog.path(f"gold.{mart}"))
-        return self.catalog.last_commit(self.spark, f"gold.{mart}")
+        return self.catalog.replace_where(df, f"gold.{mart}", where)
 
     def _record(self, silver_seq: int | None, mode: str, tables: list[str]) -> None:
         now = datetime.now(timezone.utc)

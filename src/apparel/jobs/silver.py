@@ -54,7 +54,7 @@ from apparel.contract import (
     reused_line_ids,
     valid_rows,
 )
-from apparel.errors import AccountingError, SourceError
+from apparel.errors import AccountingError, DeclarationError, SourceError
 from apparel.locks import lakehouse_lock
 from apparel.runtime import Steps, new_batch_id, parse_run_date, run_job
 from apparel.schemas import SOURCES
@@ -149,7 +149,7 @@ class SilverBuild:
         self.spark = spark
         self.alongside = alongside
         self.settings = settings
-        self.catalog = Catalog(settings)
+        self.catalog = Catalog(settings, log=log)
         self.run_date = run_date or datetime.now(timezone.utc).date()
         self.log = log
         self.threads = int(settings.spark.get("write_threads", 4))
@@ -386,6 +386,15 @@ class SilverBuild:
         elif counts:
             cols = [c for c in changes.columns if not c.startswith("_")]
             attrs = [c for c in cols if c not in (sk, nk, "valid_from", "valid_to", "is_current")]
+            # the declaration, before the MERGE: the new versions' schema and keys, and no key stored already
+            inserts = changes.where(F.col("_action") == "insert").select(*cols)
+            self.catalog.check(inserts, name)
+            self.catalog.check_new_keys(self.spark, name, inserts)
+            stored = self.catalog.stored_differs(self.spark, name)
+            if stored:
+                raise DeclarationError(f"{name}: the stored schema differs from the declaration ({'; '.join(stored)})"
+                                       ": an SCD2 dimension keeps its history, so migrate it with ALTER TABLE "
+                                       "(docs/data_model.md, Migrations); nothing was committed")
             (DeltaTable.forPath(self.spark, self.catalog.path(name)).alias("t")
              .merge(changes.alias("s"), f"t.{sk} = s.{sk} AND s._action <> 'insert'")
              .whenMatchedUpdate(condition="s._action = 'close'",

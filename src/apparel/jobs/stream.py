@@ -104,7 +104,7 @@ class Stream:
     def __init__(self, spark, settings: Settings, log=print):
         self.spark = spark
         self.settings = settings
-        self.catalog = Catalog(settings)
+        self.catalog = Catalog(settings, log=log)
         self.log = log
         self.topics = {settings.cdc.topic(t.name): t for t in STORE_TABLES}
         self.query = None
