@@ -10,18 +10,22 @@ from pathlib import Path
 
 from pyspark.testing import assertDataFrameEqual, assertSchemaEqual
 
-from apparel.catalog import Catalog
+from apparel.catalog import TABLES, Catalog
 from apparel.gold import live_window_start
 from apparel.jobs.gold import refresh_live
 from conftest import settings_in
 
-LINES_DDL = ("order_id BIGINT, order_date TIMESTAMP, customer_id BIGINT, qty BIGINT, line_revenue BIGINT, "
-             "order_month DATE")
+LINES_DDL = TABLES["silver.fct_order_lines"].ddl  # the declared fact (catalog.overwrite checks it)
 LIVE_DDL = "minute TIMESTAMP, orders BIGINT, units BIGINT, revenue BIGINT, customers BIGINT"
 
 
 def lines(spark, rows):
-    return spark.createDataFrame([(*r, date(r[1].year, r[1].month, 1)) for r in rows], LINES_DDL)
+    """Fact lines from (order_id, order_date, customer_id, qty, line_revenue); line ids order_id * 100 + the row's
+    place; one product, city and province (the live mart reads none of them)."""
+    return spark.createDataFrame([
+        (oid * 100 + i, oid, when, int(when.strftime("%Y%m%d")), cust, cust, 1, 1, 1, 1, qty, revenue // qty, revenue,
+         date(when.year, when.month, 1))
+        for i, (oid, when, cust, qty, revenue) in enumerate(rows)], LINES_DDL)
 
 
 def test_refresh_live_creates_then_merges_only_what_changed(spark, tmp_path):
