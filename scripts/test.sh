@@ -18,6 +18,10 @@ if [ ! -x /usr/bin/chromium ]; then
     echo "[test] /usr/bin/chromium is missing: run 'sudo apt-get install chromium' (the browser test needs it)" >&2
   fi
 fi
+# the Spark driver's class archive for the tests' class path (src/apparel/cds.py): every Spark JVM of the suite
+# (the tests' sessions, the CLI's, Airflow's spark-submits) starts from it; built once (about a minute), cached
+archive=$(APPAREL_ENV=ci .venv/bin/apparel cds)
+echo "[test] the Spark class archive: $archive" >&2
 services_were_up=0
 bash scripts/services.sh status >/dev/null 2>&1 && services_were_up=1
 status=0

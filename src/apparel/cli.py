@@ -11,6 +11,7 @@
     apparel cdc prepare|register|status|drop|reset        change data capture (the Debezium connector)
     apparel stream start|stop|status|run [--json]         the streaming query (change events -> silver, live mart)
     apparel jars                                          resolve and print the cached JVM jars
+    apparel cds [--rebuild]                               build the Spark driver's class archive (faster starts)
     apparel simulate --rate N --duration S [--updates P --deletes Q] [--seed S] [--log FILE] [--json]
                                                           place orders into the PostgreSQL store now, and report
 
@@ -200,6 +201,18 @@ def cmd_jars(args) -> int:
     return 0
 
 
+def cmd_cds(args) -> int:
+    from apparel import cds
+
+    settings = _settings(args)
+    if not cds.enabled(settings):
+        print("class data sharing is off (spark.class_data_sharing: false): nothing to build", file=sys.stderr)
+        return 0
+    print(cds.build(settings, getattr(args, "env", None), rebuild=args.rebuild,
+                    log=lambda m: print(m, file=sys.stderr, flush=True)))
+    return 0
+
+
 def cmd_cdc(args) -> int:
     from apparel import cdc
 
@@ -339,6 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("jars", help="resolve the JVM jars into the cache and print their paths")
     p.set_defaults(func=cmd_jars)
+
+    p = sub.add_parser("cds", help="build the Spark driver's class archive for this class path and Java, once "
+                                   "(later sessions start faster from it), and print its path")
+    p.add_argument("--rebuild", action="store_true", help="build it again even if it exists")
+    p.set_defaults(func=cmd_cds)
 
     p = sub.add_parser("simulate", help="place realistic orders into the PostgreSQL store now, at a steady rate, "
                                         "and report what was done (to drive and check the real-time path)")

@@ -120,12 +120,14 @@ def run_date_of(context: Any) -> date:
     return run_after.date() if isinstance(run_after, datetime) else datetime.now().date()
 
 
-def launch_conf(settings) -> dict[str, str]:
-    """The Spark settings that must be on the spark-submit command line (the driver JVM reads them at launch)."""
+def launch_conf(settings, jars: list[str] | None = None) -> dict[str, str]:
+    """The Spark settings that must be on the spark-submit command line (the driver JVM reads them at launch);
+    ``jars`` (the driver's class path in local mode) choose its class archive (:mod:`apparel.cds`)."""
     from apparel.spark import LAUNCH_SETTINGS, session_conf
 
-    conf = session_conf(settings, jars=[])
-    keep = LAUNCH_SETTINGS - {"spark.master", "spark.jars", "spark.app.name"}
+    conf = session_conf(settings, jars=list(jars or []))
+    # the jars go on the command line as --driver-class-path or --jars
+    keep = LAUNCH_SETTINGS - {"spark.master", "spark.jars", "spark.app.name", "spark.driver.extraClassPath"}
     return {k: v for k, v in conf.items() if k in keep and v}
 
 
@@ -172,9 +174,10 @@ class SparkJobOperator(SparkSubmitOperator):
         jars = jars_for(settings, log=self.log.info)
         if self._local_master():  # one JVM: --jars would copy each jar (the S3 bundle's 686 MB too) per job
             self.driver_class_path = os.pathsep.join(jars)
+            self.conf = {**launch_conf(settings, jars), **(self.conf or {})}
         else:
             self.jars = ",".join(jars)
-        self.conf = {**launch_conf(settings), **(self.conf or {})}
+            self.conf = {**launch_conf(settings), **(self.conf or {})}
         self.application_args = [*self.application_args, "--run-date", run_date,
                                  *accept_shrink_args(self.application, context)]
         # the job's row of ops.run_log and its run lock name the task that submitted it

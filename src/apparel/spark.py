@@ -27,9 +27,13 @@ def is_local(master: str) -> bool:
     return master.strip().startswith("local")
 
 
-def session_conf(settings: Settings, jars: list[str]) -> dict[str, str]:
+def session_conf(settings: Settings, jars: list[str], cds: str | None = None) -> dict[str, str]:
     """The session's settings. In local mode the jars go on the one JVM's class path: ``spark.jars`` would have
-    the executor copy each of them (the 686 MB AWS SDK bundle too) into a temporary folder per session."""
+    the executor copy each of them (the 686 MB AWS SDK bundle too) into a temporary folder per session, and the
+    driver starts from the class archive of that class path when it was built (:mod:`apparel.cds`; ``cds``:
+    other class-sharing flags instead)."""
+    from apparel import cds as class_sharing
+
     sp = settings.spark
     master = str(sp["master"])
     conf = {
@@ -44,6 +48,9 @@ def session_conf(settings: Settings, jars: list[str]) -> dict[str, str]:
     conf.update({k: str(v) for k, v in (sp.get("conf") or {}).items()})
     # spark.java_options (APPAREL_SPARK_JAVA_OPTIONS): JVM flags added to the driver's (the one JVM in local mode)
     extra_opts = str(sp.get("java_options") or "").strip()
+    if cds is None and is_local(master):
+        cds = class_sharing.java_options(settings, jars)
+    extra_opts = f"{extra_opts} {cds or ''}".strip()
     if extra_opts:
         conf["spark.driver.extraJavaOptions"] = f"{conf.get('spark.driver.extraJavaOptions', '')} {extra_opts}".strip()
     opts = conf.get("spark.driver.extraJavaOptions", "")
@@ -69,8 +76,10 @@ def apply_s3a(spark, settings: Settings) -> None:
             hadoop.set(key, value)
 
 
-def get_spark(settings: Settings, app_name: str | None = None, extra: dict[str, str] | None = None):
-    """Return the active session, or build one from ``settings`` (and the settings ``extra``)."""
+def get_spark(settings: Settings, app_name: str | None = None, extra: dict[str, str] | None = None,
+              cds: str | None = None):
+    """Return the active session, or build one from ``settings`` (and the settings ``extra``; ``cds``: the JVM's
+    class-sharing flags instead of :func:`apparel.cds.java_options`')."""
     from pyspark.sql import SparkSession
 
     if settings.on_s3:
@@ -88,7 +97,7 @@ def get_spark(settings: Settings, app_name: str | None = None, extra: dict[str, 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     jars = [] if os.environ.get("PYSPARK_GATEWAY_PORT") else jars_for(
         settings, log=lambda m: print(f"[setup] {m}", file=sys.stderr))
-    conf = {**session_conf(settings, jars), **(extra or {})}
+    conf = {**session_conf(settings, jars, cds=cds), **(extra or {})}
     if os.environ.get("PYSPARK_GATEWAY_PORT"):
         # launched by spark-submit: the JVM is up, so its master, jars and JVM options came from the command
         # line (--master, --jars or --driver-class-path, --driver-memory); setting them here would override or
