@@ -6,7 +6,7 @@ with one, measured 2026-11-29). The JDK's application class data sharing (AppCDS
 parsed and verified, from an archive file instead. The archive is specific to the Java build and to the exact
 class path, so it is keyed by both:
 
-    <spark.cds_dir>/spark-<hash of the Java release, pyspark's version and the jar paths>.jsa
+    <spark.cds_dir>/spark-<hash of the Java release, pyspark's version and jars folder, and the jar paths>.jsa
 
 ``apparel cds`` builds it (once; later calls print its path): a child process starts a session with
 ``-XX:ArchiveClassesAtExit``, runs a small workload (a Delta write, read, MERGE, join and aggregation), stops,
@@ -50,9 +50,13 @@ def archive_path(settings: Settings, jars: list[str]) -> Path:
     """Where the archive for this Java and class path lives (whether it exists or not)."""
     import pyspark
 
+    from apparel.jars import pyspark_jars_dir
+
     home = java_home()
     release = (home / "release").read_text(errors="replace") if home and (home / "release").exists() else str(home)
-    key = hashlib.sha256("\n".join([release, pyspark.__version__, *jars]).encode()).hexdigest()[:16]
+    # Spark's own jars are on the class path too, from this venv's pyspark
+    spark_jars = str(pyspark_jars_dir().resolve())
+    key = hashlib.sha256("\n".join([release, pyspark.__version__, spark_jars, *jars]).encode()).hexdigest()[:16]
     folder = resolve_path(str(settings.spark.get("cds_dir") or "~/.cache/apparel/cds"))
     return Path(folder) / f"spark-{key}.jsa"
 
