@@ -203,9 +203,11 @@ def key_violations(df, key: tuple[str, ...] | list[str], sample: int = KEY_SAMPL
 
 
 def describe_keys(key, rows) -> str:
+    """``(k1=v1, k2=NULL) x2; ...``: each row's key values, and its ``_rows`` (the rows holding it) when it has
+    that column."""
     def one(r) -> str:
         values = ", ".join(f"{k}={r[k]!r}" if r[k] is not None else f"{k}=NULL" for k in key)
-        return f"({values}) x{r['_rows']}"
+        return f"({values})" + (f" x{r['_rows']}" if "_rows" in r.asDict() else "")
 
     return "; ".join(one(r) for r in rows)
 
@@ -249,24 +251,32 @@ class Catalog:
     def overwrite(self, df, name: str, partition_by: list[str] | None = None) -> dict:
         """Replace the table's content in one Delta commit; returns the commit's operation metrics.
 
-        A declared table (silver, gold) is checked first (:meth:`check`, on ``df`` cached so that it is computed
-        once), and its schema replaced only when the stored one differs from the declaration (a migration, logged).
-        A table that declares nothing (a bronze snapshot, quarantine) takes ``df``'s schema."""
-        info = declared(name)
-        migrate = True
-        cached = False
-        if info is not None:
-            if not df.is_cached:
-                df, cached = df.persist(), True
-            self.check(df, name)
-            migrate = self._migration(df.sparkSession, info)
-        try:
+        A declared table (silver, gold) is checked first (:meth:`check`), and its schema replaced only when the
+        stored one differs from the declaration (a migration, logged). A table that declares nothing (a bronze
+        snapshot, quarantine) takes ``df``'s schema."""
+        def write(df, migrate: bool) -> None:
             writer = df.write.format("delta").mode("overwrite")
             if migrate:
                 writer = writer.option("overwriteSchema", "true")
             if partition_by:
                 writer = writer.partitionBy(*partition_by)
             writer.save(self.path(name))
+
+        return self._checked_write(df, name, write, may_migrate=True)
+
+    def _checked_write(self, df, name: str, write: Callable, may_migrate: bool) -> dict:
+        """``write(df, migrate)`` after :meth:`check` of a declared table, on ``df`` cached meanwhile so that it is
+        computed once; ``migrate`` (when ``may_migrate``): the stored schema differs from the declaration, or the
+        table declares nothing. Returns the commit (:meth:`last_commit`)."""
+        info = declared(name)
+        migrate, cached = info is None, False
+        if info is not None:
+            if not df.is_cached:
+                df, cached = df.persist(), True
+            self.check(df, name)
+            migrate = may_migrate and self._migration(df.sparkSession, info)
+        try:
+            write(df, migrate)
         finally:
             if cached:
                 df.unpersist()
@@ -300,26 +310,16 @@ class Catalog:
                                                  "left_semi").limit(KEY_SAMPLE).collect()
         if taken:
             raise DeclarationError(f"{name}: key ({', '.join(info.key)}) is not unique: the row(s) to insert "
-                                   + "; ".join("(" + ", ".join(f"{k}={r[k]!r}" for k in info.key) + ")"
-                                               for r in taken)
-                                   + " are stored already; nothing was committed")
+                                   f"{describe_keys(info.key, taken)} are stored already; nothing was committed")
 
     def replace_where(self, df, name: str, where: str) -> dict:
         """Replace the rows of ``name`` matching the SQL predicate ``where`` with ``df`` (Delta's
         ``replaceWhere``, one commit), checked like :meth:`overwrite` (the key of ``df`` holds the predicate's
-        columns, so the rows kept cannot collide with it)."""
-        info = declared(name)
-        cached = False
-        if info is not None:
-            if not df.is_cached:
-                df, cached = df.persist(), True
-            self.check(df, name)
-        try:
+        columns, so the rows kept cannot collide with it). It never migrates: the rows kept keep the schema."""
+        def write(df, _migrate: bool) -> None:
             df.write.format("delta").mode("overwrite").option("replaceWhere", where).save(self.path(name))
-        finally:
-            if cached:
-                df.unpersist()
-        return self.last_commit(df.sparkSession, name)
+
+        return self._checked_write(df, name, write, may_migrate=False)
 
     def stored_differs(self, spark, name: str) -> list[str]:
         """How the stored schema of the declared table ``name`` differs from its declaration (empty: it does not,
@@ -328,6 +328,14 @@ class Catalog:
         if info is None or not self.exists(spark, name):
             return []
         return schema_problems(info, self.read(spark, name).schema)
+
+    def refuse_stored_drift(self, spark, name: str, advice: str) -> None:
+        """Raise :class:`DeclarationError` when the stored schema of ``name`` differs from its declaration: a
+        change in place (a MERGE) cannot migrate it; ``advice`` says what to do instead."""
+        stored = self.stored_differs(spark, name)
+        if stored:
+            raise DeclarationError(f"{name}: the stored schema differs from the declaration ({'; '.join(stored)}): "
+                                   f"{advice}; nothing was committed")
 
     def _migration(self, spark, info: TableInfo) -> bool:
         """Whether the stored table's schema differs from ``info``'s declaration (logged): the overwrite then
@@ -373,25 +381,25 @@ class Catalog:
         """Rows of the table (Delta answers an unfiltered count from its file statistics)."""
         return self.read(spark, name).count()
 
-    def merge_changes(self, name: str, new, old, key: list[str], null_safe: bool = False) -> dict:
+    def merge_changes(self, name: str, new, old, key: list[str], null_safe: bool = False,
+                      stored_checked: bool = False) -> dict:
         """Make the rows of ``old`` (the table's current rows in some scope) become ``new`` (the same scope
         recomputed), in one Delta MERGE that touches only what differs: rows of ``new`` not in ``old`` are
         updated or inserted by ``key``, keys of ``old`` missing from ``new`` are deleted. Nothing differs: no
         commit. ``key`` must be unique in both; ``null_safe`` matches keys with ``<=>`` (nulls equal).
 
         Returns ``{"upserts", "deletes", "version", "metrics"}``; the commit's metrics are checked against the
-        counted changes, so a row lost or doubled by the MERGE fails the run."""
+        counted changes, so a row lost or doubled by the MERGE fails the run. ``stored_checked``: the caller has
+        just found the stored schema equal to the declaration (:meth:`stored_differs`), so it is not read again."""
         from delta.tables import DeltaTable
         from pyspark.sql import functions as F
 
         from apparel.errors import AccountingError
 
         info = declared(name)
-        stored = self.stored_differs(new.sparkSession, name) if info is not None else []
-        if stored:
-            raise DeclarationError(f"{name}: the stored schema differs from the declaration ({'; '.join(stored)}): "
-                                   "a MERGE cannot migrate it; rebuild the table (apparel run --full-refresh); "
-                                   "nothing was committed")
+        if info is not None and not stored_checked:
+            self.refuse_stored_drift(new.sparkSession, name, "a MERGE cannot migrate it; rebuild the table "
+                                                             "(apparel run --full-refresh)")
         cols = [c for c in new.columns]
         upserts = new.select(*cols).subtract(old.select(*cols))
         old_keys, new_keys = old.select(*key), new.select(*key)

@@ -5,6 +5,8 @@ extracts the whole sample with it. Counts come from the sample's files (pandas),
 
 from __future__ import annotations
 
+import uuid
+
 import psycopg
 import pytest
 
@@ -61,7 +63,8 @@ def test_the_extraction_role_reads_the_store_and_cannot_write_it(postgres_server
 def test_seeding_grants_the_extraction_role_where_no_default_does(postgres_server, tmp_path, sample):
     """A database without the default privileges scripts/postgres.sh sets (someone else's server): `apparel seed`
     grants the read-only role SELECT itself; a table it may not read stops the extraction with a clear error."""
-    name = f"t_bare_{tmp_path.name[-8:].lower().replace('-', '_')}"
+    # unique on a server that outlives the run (its data folder is the checkout's, under /var/tmp)
+    name = f"t_bare_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(postgres_server, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     url = postgres_server.rsplit("/", 1)[0] + f"/{name}"

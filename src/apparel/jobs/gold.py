@@ -118,12 +118,12 @@ def refresh_live(spark, catalog: Catalog, now: datetime, pending=None, touched_o
             return {"upserts": 0, "deletes": 0, "version": None, "metrics": {}}
         new = dm_sales_live(lines.where(minute.isin(*touched)), start)
         old = catalog.read(spark, LIVE).where(F.col("minute").isin(*touched))
-        return catalog.merge_changes(LIVE, new, old, key=["minute"])
+        return catalog.merge_changes(LIVE, new, old, key=["minute"], stored_checked=True)
     new = dm_sales_live(lines, start)
     if migrate or not catalog.exists(spark, LIVE):
         commit = catalog.overwrite(new, LIVE)
         return {"upserts": commit["rows"], "deletes": 0, "version": commit["version"], "metrics": commit["metrics"]}
-    return catalog.merge_changes(LIVE, new, catalog.read(spark, LIVE), key=["minute"])
+    return catalog.merge_changes(LIVE, new, catalog.read(spark, LIVE), key=["minute"], stored_checked=True)
 
 
 class GoldBuild:

@@ -54,7 +54,7 @@ from apparel.contract import (
     reused_line_ids,
     valid_rows,
 )
-from apparel.errors import AccountingError, DeclarationError, SourceError
+from apparel.errors import AccountingError, SourceError
 from apparel.locks import lakehouse_lock
 from apparel.runtime import Steps, new_batch_id, parse_run_date, run_job
 from apparel.schemas import SOURCES
@@ -390,11 +390,8 @@ class SilverBuild:
             inserts = changes.where(F.col("_action") == "insert").select(*cols)
             self.catalog.check(inserts, name)
             self.catalog.check_new_keys(self.spark, name, inserts)
-            stored = self.catalog.stored_differs(self.spark, name)
-            if stored:
-                raise DeclarationError(f"{name}: the stored schema differs from the declaration ({'; '.join(stored)})"
-                                       ": an SCD2 dimension keeps its history, so migrate it with ALTER TABLE "
-                                       "(docs/data_model.md, Migrations); nothing was committed")
+            self.catalog.refuse_stored_drift(self.spark, name, "an SCD2 dimension keeps its history, so migrate "
+                                             "it with ALTER TABLE (docs/data_model.md, Migrations)")
             (DeltaTable.forPath(self.spark, self.catalog.path(name)).alias("t")
              .merge(changes.alias("s"), f"t.{sk} = s.{sk} AND s._action <> 'insert'")
              .whenMatchedUpdate(condition="s._action = 'close'",
