@@ -207,7 +207,7 @@ def describe_keys(key, rows) -> str:
     that column."""
     def one(r) -> str:
         values = ", ".join(f"{k}={r[k]!r}" if r[k] is not None else f"{k}=NULL" for k in key)
-        return f"({values})" + (f" x{r['_rows']}" if "_rows" in r.asDict() else "")
+        return f"({values})" + (f" x{r['_rows']}" if "_rows" in r.__fields__ else "")
 
     return "; ".join(one(r) for r in rows)
 
