@@ -64,9 +64,10 @@ def pytest_collection_modifyitems(config, items):
 # The modules whose tests use the object store, Trino or Superset (the `services` fixture): under pytest-xdist
 # one worker runs them all, so one process starts those servers and stops them when no test needs them.
 SERVICE_MODULES = {"test_lakehouse_s3.py", "test_notebooks.py", "test_superset.py"}
-# The modules that read the session's run of the shared dataset (the `shared_lake` fixture, a whole pipeline run)
-# most: one worker runs them, so that the run is built once. tests/contract/ joins them.
-SHARED_LAKE_MODULES = {"test_pipeline_shared.py"}
+# The modules that read the session's run of the shared dataset (the `shared_lake` fixture, a whole pipeline run):
+# one worker runs them, so that the run is built once. tests/contract/ and the SERVICE_MODULES (their gold in
+# Trino is shared_lake's, their s3a:// run is compared with it) join them.
+SHARED_LAKE_MODULES = {"test_pipeline_shared.py", "test_crash.py"}
 # Likewise the modules that start and stop the Kafka broker and Kafka Connect (scripts/kafka.sh, connect.sh).
 CDC_MODULES = {"test_kafka.py", "test_stream.py"}
 
@@ -83,8 +84,9 @@ if importlib.util.find_spec("xdist") is not None:
     @pytest.hookimpl(tryfirst=True)
     def pytest_xdist_make_scheduler(config, log):
         """scripts/test.sh runs the tests on two pytest-xdist workers. A work unit goes whole to one worker: a
-        unit test alone, an integration module whole (its module-scoped fixtures are built once), and the
-        SERVICE_MODULES together. Units are handed out in the order above, each to the next free worker.
+        unit test alone, an integration module whole (its module-scoped fixtures are built once), the
+        SHARED_LAKE_MODULES with tests/contract/ and the SERVICE_MODULES, and the CDC_MODULES. Units are handed
+        out in the order above, each to the next free worker.
         (Our own grouping: `--dist loadgroup` loses its groups with pytest 9.2, pytest-xdist#1386.)"""
         from xdist.scheduler import LoadScopeScheduling
 
@@ -94,9 +96,9 @@ if importlib.util.find_spec("xdist") is not None:
                 if path.startswith("tests/unit/"):
                     return nodeid
                 name = Path(path).name
-                if name in SHARED_LAKE_MODULES or path.startswith("tests/contract/"):
+                if name in SHARED_LAKE_MODULES | SERVICE_MODULES or path.startswith("tests/contract/"):
                     return "shared_lake"  # one worker builds the session's run of the shared dataset
-                return "services" if name in SERVICE_MODULES else "cdc" if name in CDC_MODULES else path
+                return "cdc" if name in CDC_MODULES else path
 
         return ModuleScheduling(config, log)
 

@@ -14,11 +14,14 @@ declared migration, logged.
 
 from __future__ import annotations
 
+import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Callable, TypeVar
 
+from apparel import crashpoints
 from apparel.config import Settings
 from apparel.errors import DeclarationError
 from apparel.schemas import SOURCES, STORE_TABLES
@@ -233,9 +236,10 @@ class Catalog:
         return f"{self.root}/{info.layer}/{info.table}"
 
     def exists(self, spark, name: str) -> bool:
-        from delta.tables import DeltaTable
-
-        return DeltaTable.isDeltaTable(spark, self.path(name))
+        """Whether the table has a committed version, from its Delta log brought up to date. (Delta's
+        ``isDeltaTable`` answers from the session's cached log: a table another process committed after this one
+        first looked at its folder, say after a killed first commit left an empty ``_delta_log``, stays missing.)"""
+        return self.version(spark, name) is not None
 
     def is_empty(self, spark, name: str) -> bool:
         """True when the table exists and holds no data file (read from the Delta log, no scan)."""
@@ -276,10 +280,11 @@ class Catalog:
             self.check(df, name)
             migrate = may_migrate and self._migration(df.sparkSession, info)
         try:
-            write(df, migrate)
+            write(crashpoints.writing(df, name), migrate)
         finally:
             if cached:
                 df.unpersist()
+        crashpoints.reached(f"committed:{name}")
         return self.last_commit(df.sparkSession, name)
 
     def check(self, df, name: str, key_rows=None) -> None:
@@ -348,10 +353,11 @@ class Catalog:
     def append(self, df, name: str, merge_schema: bool = False) -> dict:
         """Append in one commit; ``merge_schema`` adds new columns of ``df`` to an existing table (ops tables
         that gained columns)."""
-        writer = df.write.format("delta").mode("append")
+        writer = crashpoints.writing(df, name).write.format("delta").mode("append")
         if merge_schema:
             writer = writer.option("mergeSchema", "true")
         writer.save(self.path(name))
+        crashpoints.reached(f"committed:{name}")
         return self.last_commit(df.sparkSession, name)
 
     def overwrite_all(self, frames: dict[str, object], partition_by: dict[str, list[str]] | None = None,
@@ -367,15 +373,20 @@ class Catalog:
     def version(self, spark, name: str) -> int | None:
         """The table's current Delta version (None when it does not exist), from the Delta log on the driver:
         no Spark job, so checking seven tables for news costs milliseconds."""
+        from delta.tables import DeltaTable
         from py4j.protocol import Py4JJavaError
 
-        if not self.exists(spark, name):
-            return None
         try:
-            log = spark._jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, self.path(name))
-            return int(log.update(False, spark._jvm.scala.Option.empty(), spark._jvm.scala.Option.empty()).version())
+            version = self._log_version(spark, name)
         except (Py4JJavaError, TypeError, AttributeError):  # the internal API moved: ask the public one
-            return self.last_commit(spark, name)["version"]
+            if not DeltaTable.isDeltaTable(spark, self.path(name)):
+                return None
+            return self._history_commit(spark, name)["version"]
+        return version if version >= 0 else None
+
+    def _log_version(self, spark, name: str) -> int:
+        log = spark._jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, self.path(name))
+        return int(log.update(False, spark._jvm.scala.Option.empty(), spark._jvm.scala.Option.empty()).version())
 
     def count(self, spark, name: str) -> int:
         """Rows of the table (Delta answers an unfiltered count from its file statistics)."""
@@ -424,6 +435,7 @@ class Catalog:
          .whenMatchedUpdate(condition="NOT s._delete", set={c: f"s.`{c}`" for c in cols if c not in key})
          .whenNotMatchedInsert(condition="NOT s._delete", values={c: f"s.`{c}`" for c in cols})
          .execute())
+        crashpoints.reached(f"committed:{name}")
         commit = self.last_commit(new.sparkSession, name)
         m = commit["metrics"]
         done_up = int(m.get("numTargetRowsInserted", 0)) + int(m.get("numTargetRowsUpdated", 0))
@@ -435,7 +447,29 @@ class Catalog:
 
     def last_commit(self, spark, name: str) -> dict:
         """``{"version", "operation", "metrics", "rows", "timestamp"}`` of the newest commit; ``rows`` is the
-        number of rows it wrote."""
+        number of rows it wrote. Read on the driver from the commit's own file in ``_delta_log`` (its
+        ``commitInfo`` action, what Delta's history shows): no Spark job. The jobs commit a few hundred times a
+        run, and Delta's ``history(1)`` costs two Spark jobs each."""
+        from py4j.protocol import Py4JJavaError
+
+        try:
+            version = self._log_version(spark, name)
+            info = _commit_info(spark, f"{self.path(name)}/_delta_log/{version:020d}.json")
+        except (Py4JJavaError, TypeError, AttributeError):  # the internal API moved: ask the public one
+            return self._history_commit(spark, name)
+        if info is None:  # a writer that records no commitInfo (not Delta Spark's): Delta's own answer
+            return self._history_commit(spark, name)
+        metrics = dict(info.get("operationMetrics") or {})
+        ms = info.get("inCommitTimestamp") or info["timestamp"]
+        return {
+            "version": version,
+            "operation": info.get("operation"),
+            "metrics": metrics,
+            "rows": int(metrics.get("numOutputRows", 0)),
+            "timestamp": datetime.fromtimestamp(ms / 1000),
+        }
+
+    def _history_commit(self, spark, name: str) -> dict:
         from delta.tables import DeltaTable
 
         return _commit(DeltaTable.forPath(spark, self.path(name)).history(1).collect()[0])
@@ -448,6 +482,24 @@ class Catalog:
 
         row = DeltaTable.forPath(spark, self.path(name)).history(within).where(F.col("userMetadata") == tag).first()
         return None if row is None else _commit(row)
+
+
+def _commit_info(spark, commit_file: str) -> dict | None:
+    """The ``commitInfo`` action of one Delta commit file (JSON lines), read through Hadoop's file system (local
+    disk and s3a alike); None when the commit has none."""
+    jvm = spark._jvm
+    path = jvm.org.apache.hadoop.fs.Path(commit_file)
+    stream = path.getFileSystem(spark._jsc.hadoopConfiguration()).open(path)
+    try:
+        text = jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+    finally:
+        stream.close()
+    for line in text.splitlines():
+        if '"commitInfo"' in line:
+            action = json.loads(line)
+            if "commitInfo" in action:
+                return action["commitInfo"]
+    return None
 
 
 def _commit(row) -> dict:

@@ -9,9 +9,10 @@ the two are compared whole and type-aware (``assertDataFrameEqual``'s comparison
 one Spark action, four tables at a time), and a few values are checked against what the step did to the source
 rows.
 
-The story, on a small generated sample: new orders in a new month, a late line for an old order, a duplicate
-of an already-kept row, a row that makes a kept key collide, null-key rows, a customer's name change, a change
-dated before the version it supersedes (an out-of-order backfill), and a run with nothing new.
+The story, on a small generated sample, in four steps: the first run; then new orders in a new month, a late
+line for an old order, a duplicate of an already-kept row, a row that makes a kept key collide, null-key rows and
+a customer's name change, all in one step (each on rows of its own: a step is two pipeline runs, the suite's
+time); a change dated before the version it supersedes (an out-of-order backfill); and a run with nothing new.
 """
 
 from __future__ import annotations
@@ -87,32 +88,25 @@ def test_first_run_equals_a_full_refresh(spark, story):
     assert_same(spark, story)
 
 
-def test_new_orders_in_a_new_month(spark, story):
+def test_new_orders_late_rows_collisions_and_a_name_change(spark, story):
+    """One step (one incremental run beside one full refresh) with every kind of change at once, each on rows of
+    its own, so that each outcome is checked on its own: new orders in a new month (landed from the store), late
+    bronze rows (a late line of the oldest order, an exact copy of a kept line, a line without an order id, twice),
+    an order row whose key collides with one of the newest kept orders, and a customer's name change."""
     db, ca = story["db"], story["ca"]
+    # new orders in the month after the last one, in the store
     last_id, last_date = db.query("SELECT max(order_id), max(order_date) FROM orders")[0]
     last_date = datetime.fromisoformat(str(last_date))
     month = datetime(last_date.year + (last_date.month == 12), last_date.month % 12 + 1, 15)
     db.insert_rows(SOURCES["orders"], [(last_id + 1, month, 3, 1, 1), (last_id + 2, month, 4, 2, 12)])
     db.insert_rows(SOURCES["order_details"], [(900001, last_id + 1, 1, 2, 190000, 380000),
                                               (900002, last_id + 2, 2, 1, 250000, 250000)])
-    before = ca.read(spark, "gold.dm_sales_monthly").count()
-    step(spark, story, date(2026, 1, 2))
-    assert_same(spark, story)
-    assert silver_mode(spark, ca) == "incremental"
-    new = ca.read(spark, "gold.dm_sales_monthly").where(F.col("month") == F.lit(month.date().replace(day=1)))
-    assert [(r["orders"], r["units"], r["revenue"]) for r in new.collect()] == [(2, 3, 630000)]
-    assert ca.read(spark, "gold.dm_sales_monthly").count() == before + 1
-
-
-def test_late_line_duplicates_null_keys_and_a_row_that_collides_with_a_kept_order(spark, story):
-    """One step (one incremental run beside one full refresh) with both kinds of late bronze rows: the lines
-    touch the oldest order, the colliding row one of the newest, so each outcome is checked on its own."""
-    ca = story["ca"]
+    months_before = ca.read(spark, "gold.dm_sales_monthly").count()
+    # late rows in bronze: a late line of the oldest order (below the high-water mark), an exact copy of a kept
+    # line, and a line without an order id (twice: one copy is a duplicate)
     lines = ca.read(spark, "bronze.order_details")
     first_order = lines.agg(F.min("order_id")).first()[0]
     kept = lines.where(F.col("order_id") == first_order).limit(1)
-    # a late line of the oldest order (below the high-water mark), an exact copy of a kept line, and a line
-    # without an order id (twice: one copy is a duplicate)
     late = kept.withColumn("order_detail_id", F.lit(800001).cast("bigint"))
     orphan = kept.withColumn("order_id", F.lit(None).cast("bigint")).withColumn(
         "order_detail_id", F.lit(800002).cast("bigint"))
@@ -125,30 +119,42 @@ def test_late_line_duplicates_null_keys_and_a_row_that_collides_with_a_kept_orde
     other = ca.read(spark, "bronze.orders").where(f"order_id = {victim}").limit(1) \
         .withColumn("city_id", F.col("city_id") + 1)
     append_bronze(spark, story, "orders", other)
-    step(spark, story, date(2026, 1, 3), land_bronze=False)
+    # a customer's new name, in the store
+    with db.connect() as conn:
+        conn.cursor().execute("UPDATE customers SET last_name = 'Renamed' WHERE customer_id = 3")
+
+    step(spark, story, date(2026, 2, 1))
     assert_same(spark, story)
+    assert silver_mode(spark, ca) == "incremental"
+    # the new orders: one new month in the marts, with their figures
+    new = ca.read(spark, "gold.dm_sales_monthly").where(F.col("month") == F.lit(month.date().replace(day=1)))
+    assert [(r["orders"], r["units"], r["revenue"]) for r in new.collect()] == [(2, 3, 630000)]
+    assert ca.read(spark, "gold.dm_sales_monthly").count() == months_before + 1
+    # the late rows: the late line kept once, the null-key line quarantined, the copies counted as duplicates
     fct = ca.read(spark, "silver.fct_order_lines")
     assert fct.where(f"order_id = {first_order} AND order_detail_id = 800001").count() == 1
     q = ca.read(spark, "quarantine.order_details").where("order_detail_id = 800002")
     assert [r["_reason"] for r in q.collect()] == ["null_key"]
     dq = ca.read(spark, "ops.dq_results").where("table = 'order_details'").orderBy(F.col("run_at").desc()).first()
-    assert (dq["rows_new"], dq["duplicates_removed"] >= 2) == (4, True)  # the kept copy and the null-key copy
+    # the 4 late rows and the 2 new orders' lines; the kept copy and the null-key copy are duplicates
+    assert (dq["rows_new"], dq["duplicates_removed"] >= 2) == (6, True)
+    # the collision: both rows of the key quarantined, and the order's lines with them
     assert ca.read(spark, "silver.fct_orders").where(f"order_id = {victim}").count() == 0
     q = ca.read(spark, "quarantine.orders").where(f"order_id = {victim}")
     assert sorted(r["_reason"] for r in q.collect()) == ["key_collision", "key_collision"]
     ql = ca.read(spark, "quarantine.order_details").where(f"order_id = {victim}")
     assert {r["_reason"] for r in ql.collect()} == {"missing_order"} and ql.count() == n_lines
+    # the name change: a new current version from the run date
+    current = ca.read(spark, "silver.dim_customer").where("customer_id = 3 AND is_current").collect()
+    assert [(str(r["valid_from"]), r["last_name"]) for r in current] == [("2026-02-01", "Renamed")]
 
 
-def test_a_customer_name_change_and_an_out_of_order_backfill(spark, story):
+def test_an_out_of_order_backfill(spark, story):
+    """A change dated before the version it supersedes (2026-01-20, after the run of 2026-02-01)."""
     db, ca = story["db"], story["ca"]
     with db.connect() as conn:
-        conn.cursor().execute("UPDATE customers SET last_name = 'Renamed' WHERE customer_id = 3")
-    step(spark, story, date(2026, 2, 1))
-    assert_same(spark, story)
-    with db.connect() as conn:
         conn.cursor().execute("UPDATE customers SET last_name = 'Renamed Again' WHERE customer_id = 3")
-    step(spark, story, date(2026, 1, 20))  # dated before the version opened on 2026-02-01
+    step(spark, story, date(2026, 1, 20))
     assert_same(spark, story)
     versions_ = [(str(r["valid_from"]), str(r["valid_to"]), r["last_name"], r["is_current"]) for r in
                  ca.read(spark, "silver.dim_customer").where("customer_id = 3").orderBy("customer_key").collect()]

@@ -1,10 +1,11 @@
 """The lakehouse on the object store, read by Trino: the real SeaweedFS and the real Trino, started by the
 project's own script (the `services` fixture), the shared dataset run through `apparel run` with an s3a://
-lakehouse and landing area, then Trino's answers compared with Spark's and with pandas over the source files."""
+lakehouse and landing area (each run killed at the next crash point of tests/crash_chain.py, then one run to the
+end, which must equal the uninterrupted run on local disk), then Trino's answers compared with Spark's and with
+pandas over the source files."""
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -21,15 +22,17 @@ import pytest
 from pyspark.sql import functions as F
 
 import expected_model as em
-from apparel import cli
 from apparel.catalog import TABLES, Catalog
 from apparel.config import PROJECT_ROOT, load_settings
 from apparel.objectstore import S3Location, client, credentials_file, remove_prefix
 from apparel.pipeline import run_layers
 from apparel.runlock import LOCK_PATH, RunLock
 from apparel.runlog import last_runs
+from apparel.seed import seed_dataset
+from apparel.spark import apply_s3a
 from apparel.trino_catalog import execute, register_tables, unregister_under
-from conftest import in_parallel, project_env
+from conftest import SHARED_RUN_DATE, in_parallel, last_order_time, project_env
+from crash_chain import CHAIN, assert_every_kill_survived, assert_same_lakehouse, kill_chain
 from run_lock_helpers import start_holder
 from test_pipeline_shared import SILVER_GOLD
 
@@ -45,26 +48,31 @@ def run_env(tmp, bucket: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def s3_lake(services, spark, shared_dataset, tmp_path_factory):
-    """`apparel run --dataset <shared>` with an s3a:// lakehouse in a bucket that does not exist yet."""
+    """The shared dataset seeded (`apparel seed`) into an s3a:// landing area and run by `apparel run` into an
+    s3a:// lakehouse in a bucket that does not exist yet, the crash tests' way (tests/crash_chain.py): each run
+    killed with SIGKILL at the next crash point, then one run to the end; its output is the fixture's."""
     tmp = tmp_path_factory.mktemp("s3lake")
     bucket = f"apparel-test-{uuid.uuid4().hex[:8]}"
-    env = run_env(tmp, bucket)
+    env = run_env(tmp, bucket) | {"APPAREL_LIVE_NOW": last_order_time(shared_dataset)}
     settings = load_settings(environ=env)
     existed_before = client(settings).bucket_exists(bucket)
-    out = io.StringIO()
-    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out):
-        for key in [k for k in os.environ if k.startswith("APPAREL_")]:
-            mp.delenv(key)
-        for key, value in env.items():
-            mp.setenv(key, value)
-        rc = cli.main(["run", "--dataset", str(shared_dataset), "--run-date", "2026-01-01"])
-    assert rc == 0, out.getvalue()
+    seed_dataset(settings, shared_dataset, log=lambda _msg: None)
+    apply_s3a(spark, settings)  # the session reads what the runs write
+    kills, output = kill_chain(spark, settings, env, SHARED_RUN_DATE.isoformat(), tmp / "runs", "s3a")
     yield {"settings": settings, "catalog": Catalog(settings), "bucket": bucket, "env": env, "tmp": tmp,
-           "output": out.getvalue(), "existed_before": existed_before,
+           "output": output, "existed_before": existed_before, "kills": kills,
            "facts": em.fact_lines(em.read_sources(shared_dataset))}
     unregister_under(settings, f"s3a://{bucket}/")
     remove_prefix(settings, f"s3a://{bucket}/")
     client(settings).remove_bucket(bucket)
+
+
+def test_kills_on_the_object_store_leave_every_table_at_its_last_commit_and_bronze_without_a_duplicate(s3_lake):
+    assert_every_kill_survived(s3_lake["kills"], "s3a")
+
+
+def test_the_run_after_the_kills_equals_an_uninterrupted_run_on_local_disk(spark, s3_lake, shared_lake):
+    assert_same_lakehouse(spark, s3_lake["catalog"], Catalog(shared_lake.settings))
 
 
 def trino_one(settings, sql: str):
@@ -279,10 +287,11 @@ def test_trino_script_refuses_a_jdk_older_than_24(tmp_path):
 
 def test_one_run_at_a_time_on_the_object_store(spark, s3_lake):
     settings, env = s3_lake["settings"], s3_lake["env"]
-    # the fixture's run is in the run log, and left no lock behind
-    [run] = last_runs(spark, settings)
-    assert (run["command"], run["layers"], run["trigger"], run["status"]) == ("run", "bronze,silver,gold", "cli",
-                                                                             "succeeded")
+    # the fixture's runs are in the run log (the killed ones abandoned, the last one succeeded), and left no lock
+    # behind
+    runs = last_runs(spark, settings)
+    assert {(r["command"], r["layers"], r["trigger"]) for r in runs} == {("run", "bronze,silver,gold", "cli")}
+    assert [r["status"] for r in runs] == ["succeeded"] + ["abandoned"] * len(CHAIN)
     lake = S3Location.parse(settings.lakehouse)
     key = f"{lake.key}/{LOCK_PATH}"
     assert key not in {o.object_name for o in client(settings).list_objects(lake.bucket, prefix=lake.key + "/_apparel/",
@@ -296,7 +305,7 @@ def test_one_run_at_a_time_on_the_object_store(spark, s3_lake):
         assert last.startswith(f"error: the lakehouse {settings.lakehouse} is in use by run s3-holder (test-holder, "
                                f"test, pid {holder.pid} on {socket.gethostname()}, since "), last
         assert last.endswith(f"one run at a time (lock {settings.lakehouse}/{LOCK_PATH}); wait for it to finish")
-        assert len(last_runs(spark, settings)) == 1  # the refused run wrote nothing
+        assert len(last_runs(spark, settings)) == len(runs)  # the refused run wrote nothing
     finally:
         holder.kill()
         holder.wait()

@@ -11,7 +11,7 @@ import pytest
 from pyspark.sql import functions as F
 
 import expected_model as em
-from apparel.catalog import Catalog
+from apparel.catalog import TABLES, Catalog
 from apparel.pipeline import run_layers
 from apparel.schemas import SOURCES
 from apparel.store import StoreDB
@@ -123,6 +123,24 @@ def test_customer_cohorts(spark, lake):
     assert (first["active_customers"] == first["cohort_size"]).all()
     assert first["cohort_size"].sum() == lake["facts"]["customer_id"].nunique()
     em.assert_same(lake["catalog"].read(spark, "gold.dm_customer_cohorts"), expected)
+
+
+def test_last_commit_reads_what_deltas_history_shows(spark, lake):
+    """Catalog.last_commit reads the newest commit file itself (no Spark job): for every table of the run it must
+    say what Delta's own history(1) says; the time is the writer's clock, not the file's (a few ms apart)."""
+    from delta.tables import DeltaTable
+
+    catalog = lake["catalog"]
+    names = [n for n in TABLES if catalog.exists(spark, n)]
+    assert len(names) >= 30
+    for name in names:
+        mine = catalog.last_commit(spark, name)
+        row = DeltaTable.forPath(spark, catalog.path(name)).history(1).collect()[0]
+        delta = {"version": row["version"], "operation": row["operation"],
+                 "metrics": dict(row["operationMetrics"] or {})}
+        assert {k: mine[k] for k in delta} == delta, name
+        assert mine["rows"] == int(delta["metrics"].get("numOutputRows", 0)), name
+        assert abs((mine["timestamp"] - row["timestamp"]).total_seconds()) < 5, name
 
 
 def snapshot(spark, catalog) -> dict[str, pd.DataFrame]:

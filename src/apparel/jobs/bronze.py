@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Iterable
 
+from apparel import crashpoints
 from apparel.catalog import Catalog, run_parallel
 from apparel.config import Settings
 from apparel.errors import AccountingError, ConfigError, SnapshotShrinkError
@@ -395,6 +396,7 @@ class BronzeIngest:
             raise AccountingError(
                 f"bronze.{table.name}: the source held {expected} row(s) for this extraction but {extracted} were "
                 "read (did the source change during the run?); nothing was written for this table: re-run")
+        crashpoints.reached(f"extracted:{name}")
         version, written, held = None, 0, 0
         if unchanged is not None:
             # no commit: the current version already holds the snapshot; the check below is then that it
