@@ -8,7 +8,7 @@ After each kill, on the lakehouse as the kill left it (README, *Crash safety*):
 - at ``writing:`` the table's folder held a data file no log entry names (the kill did land inside a commit);
 - bronze holds no row twice: per incremental table no key more often than the source has it, and each snapshot
   table holds one batch.
-The test then compares the finished lakehouse with an uninterrupted run's (``compare_with``).
+The test then compares the finished lakehouse with an uninterrupted run's (``assert_same_lakehouse``).
 
 Each step's figures go to the log line ``[crash] ...`` and into :class:`Kill` for the tests' assertions."""
 
@@ -121,12 +121,12 @@ def _kill(proc: subprocess.Popen) -> None:
     assert with_group, "the run's process group was gone before the kill"
 
 
-def _bronze_problems(spark, catalog: Catalog, settings: Settings) -> list[str]:
+def _bronze_problems(spark, catalog: Catalog, settings: Settings, versions_now: dict[str, int | None]) -> list[str]:
     problems = []
     store = StoreDB(settings.store_db)
     for name in sorted(n for n in TABLES if n.startswith("bronze.") and n.split(".")[1] in SOURCES):
         table = SOURCES[name.split(".")[1]]
-        if catalog.version(spark, name) is None:
+        if versions_now[name] is None:
             continue
         df = catalog.read(spark, name)
         if table.incremental:
@@ -171,12 +171,13 @@ def kill_chain(spark, settings: Settings, env: dict[str, str], run_date: str, fo
         stray: list[str] = []
         if point.startswith("writing:"):
             # the held task's sibling writes its file: wait for it to be in the folder, then kill
+            stray = stray_data_files(spark, catalog, name)
             while not stray:
-                stray = stray_data_files(spark, catalog, name)
-                if not stray and time.monotonic() - started > REACH_TIMEOUT:
+                if time.monotonic() - started > REACH_TIMEOUT:
                     _kill(proc)
                     raise AssertionError(f"run {i}: no data file of {name} appeared while its commit was held")
-                time.sleep(0 if stray else 0.5)
+                time.sleep(0.5)
+                stray = stray_data_files(spark, catalog, name)
         _kill(proc)
         kill = Kill(case, layer, point, round(time.monotonic() - started, 1), before, versions(spark, catalog),
                     stray)
@@ -194,7 +195,7 @@ def kill_chain(spark, settings: Settings, env: dict[str, str], run_date: str, fo
 
         found = in_parallel([n for n, v in kill.after.items() if v is not None], unreadable)
         kill.problems += [p for p in found.values() if p]
-        kill.problems += _bronze_problems(spark, catalog, settings)
+        kill.problems += _bronze_problems(spark, catalog, settings, kill.after)
         log(kill.row(store))
         kills.append(kill)
     out = folder / "run-final.log"

@@ -1,6 +1,5 @@
 """Crash points: named places where the crash tests (tests/integration/test_crash.py) hold a run so that they
-can kill it with SIGKILL at a known moment, on local disk and on s3a:// alike (docs/operations.md, *Crash
-safety*).
+can kill it with SIGKILL at a known moment, on local disk and on s3a:// alike (README, *Crash safety*).
 
 Outside those tests ``APPAREL_CRASH_AT`` is unset and every function here returns at once. With
 ``APPAREL_CRASH_AT=<point>`` a run that reaches that point writes the point's name to the file named by
