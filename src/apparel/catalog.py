@@ -453,12 +453,42 @@ class Catalog:
         from py4j.protocol import Py4JJavaError
 
         try:
-            version = self._log_version(spark, name)
-            info = _commit_info(spark, f"{self.path(name)}/_delta_log/{version:020d}.json")
+            found = self._logged_commit(spark, name, self._log_version(spark, name))
         except (Py4JJavaError, TypeError, AttributeError):  # the internal API moved: ask the public one
-            return self._history_commit(spark, name)
-        if info is None:  # a writer that records no commitInfo (not Delta Spark's): Delta's own answer
-            return self._history_commit(spark, name)
+            found = None
+        return found if found is not None else self._history_commit(spark, name)
+
+    def tagged_commit(self, spark, name: str, tag: str, within: int = 20) -> dict | None:
+        """The commit whose ``userMetadata`` is ``tag`` among the table's last ``within`` (as :meth:`last_commit`
+        describes it), or None. Read like :meth:`last_commit`, newest first (the stream looks for the commit it
+        has just made: one file), else from Delta's history."""
+        from delta.tables import DeltaTable
+        from py4j.protocol import Py4JJavaError
+        from pyspark.sql import functions as F
+
+        try:
+            newest = self._log_version(spark, name)
+            for version in range(newest, max(newest - within, -1), -1):
+                found = self._logged_commit(spark, name, version, tag)
+                if found is None:
+                    break  # a commit without commitInfo: Delta's own answer
+                if found:
+                    return found
+            else:
+                return None
+        except (Py4JJavaError, TypeError, AttributeError):  # moved, or a commit file cleaned up: Delta's answer
+            pass
+        row = DeltaTable.forPath(spark, self.path(name)).history(within).where(F.col("userMetadata") == tag).first()
+        return None if row is None else _commit(row)
+
+    def _logged_commit(self, spark, name: str, version: int, tag: str | None = None) -> dict | None:
+        """Commit ``version`` of the table as :meth:`last_commit` describes it, from its file; None when the file
+        has no ``commitInfo``; ``{}`` when ``tag`` is given and is not the commit's ``userMetadata``."""
+        info = _commit_info(spark, f"{self.path(name)}/_delta_log/{version:020d}.json")
+        if info is None:
+            return None
+        if tag is not None and info.get("userMetadata") != tag:
+            return {}
         metrics = dict(info.get("operationMetrics") or {})
         ms = info.get("inCommitTimestamp") or info["timestamp"]
         return {
@@ -473,15 +503,6 @@ class Catalog:
         from delta.tables import DeltaTable
 
         return _commit(DeltaTable.forPath(spark, self.path(name)).history(1).collect()[0])
-
-    def tagged_commit(self, spark, name: str, tag: str, within: int = 20) -> dict | None:
-        """The commit whose ``userMetadata`` is ``tag`` among the table's last ``within`` (as :meth:`last_commit`
-        describes it), or None."""
-        from delta.tables import DeltaTable
-        from pyspark.sql import functions as F
-
-        row = DeltaTable.forPath(spark, self.path(name)).history(within).where(F.col("userMetadata") == tag).first()
-        return None if row is None else _commit(row)
 
 
 def _commit_info(spark, commit_file: str) -> dict | None:

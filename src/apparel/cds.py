@@ -4,9 +4,14 @@ A Spark driver loads thousands of classes (Spark, Scala, Delta, Hadoop) before i
 is a large part of Spark's floor (session start, one tiny Delta write and read: 25.8 s without an archive, 15.0 s
 with one, measured 2026-11-29). The JDK's application class data sharing (AppCDS) maps those classes, already
 parsed and verified, from an archive file instead. The archive is specific to the Java build and to the exact
-class path, so it is keyed by both:
+class path, down to each jar's size and modification time (the JVM checks both, and a venv or jar cache that is
+made again, as on every CI run, changes them), so it is named by both:
 
-    <spark.cds_dir>/spark-<hash of the Java release, pyspark's version and jars folder, and the jar paths>.jsa
+    <spark.cds_dir>/spark-<where>-<what>.jsa
+
+``where`` hashes the Java release, pyspark's version and jars folder, and the jar paths; ``what`` hashes the size and
+modification time of every one of those jars. Building an archive deletes the older ones of the same ``where``
+(about 200 MiB each): they can no longer be used.
 
 ``apparel cds`` builds it (once; later calls print its path): a child process starts a session with
 ``-XX:ArchiveClassesAtExit``, runs a small workload (a Delta write, read, MERGE, join and aggregation), stops,
@@ -56,10 +61,33 @@ def archive_path(settings: Settings, jars: list[str]) -> Path:
     home = java_home()
     release = (home / "release").read_text(errors="replace") if home and (home / "release").exists() else str(home)
     # Spark's own jars are on the class path too, from this venv's pyspark
-    spark_jars = str(pyspark_jars_dir().resolve())
-    key = hashlib.sha256("\n".join([release, pyspark.__version__, spark_jars, *jars]).encode()).hexdigest()[:16]
+    spark_dir = pyspark_jars_dir().resolve()
+    where = _digest([release, pyspark.__version__, str(spark_dir), *jars], 12)
+    what = _digest([_stamp(jar) for jar in [*sorted(str(j) for j in spark_dir.glob("*.jar")), *jars]], 8)
     folder = resolve_path(str(settings.spark.get("cds_dir") or "~/.cache/apparel/cds"))
-    return Path(folder) / f"spark-{key}.jsa"
+    return Path(folder) / f"spark-{where}-{what}.jsa"
+
+
+def _digest(parts: list[str], length: int) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:length]
+
+
+def _stamp(jar: str) -> str:
+    """What the JVM checks of a class path entry before it maps an archive: its size and modification time."""
+    try:
+        st = os.stat(jar)
+    except OSError:
+        return f"{jar} missing"
+    return f"{jar} {st.st_size} {st.st_mtime_ns}"
+
+
+def prune(path: Path) -> list[Path]:
+    """Delete the archives of ``path``'s class path built for older jars (another ``what``); return them."""
+    where = path.stem.rsplit("-", 1)[0]
+    stale = [old for old in path.parent.glob(f"{where}-*.jsa") if old != path]
+    for old in stale:
+        old.unlink(missing_ok=True)
+    return stale
 
 
 def java_options(settings: Settings, jars: list[str]) -> str:
@@ -92,6 +120,8 @@ def build(settings: Settings, env: str | None, rebuild: bool = False, log=print)
         tail = "\n".join((child.stdout + child.stderr).strip().splitlines()[-15:])
         raise SetupError(f"the class archive was not written (exit {child.returncode}):\n{tail}")
     os.replace(tmp, path)
+    for old in prune(path):
+        log(f"[cds] deleted {old.name}: built for jars that have changed since")
     log(f"[cds] {path} ({path.stat().st_size / 2**20:.0f} MiB) in {time.monotonic() - started:.0f} s")
     return path
 

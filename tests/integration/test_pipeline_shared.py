@@ -15,7 +15,7 @@ from apparel.catalog import TABLES, Catalog
 from apparel.pipeline import run_layers
 from apparel.schemas import SOURCES
 from apparel.store import StoreDB
-from conftest import copy_lake, in_parallel
+from conftest import copy_lake, in_parallel, settings_in
 
 ALL = ["bronze", "silver", "gold"]
 SILVER_GOLD = [n for n in ["silver.dim_date", "silver.dim_customer", "silver.dim_product", "silver.dim_location",
@@ -141,6 +141,25 @@ def test_last_commit_reads_what_deltas_history_shows(spark, lake):
         assert {k: mine[k] for k in delta} == delta, name
         assert mine["rows"] == int(delta["metrics"].get("numOutputRows", 0)), name
         assert abs((mine["timestamp"] - row["timestamp"]).total_seconds()) < 5, name
+
+
+def test_tagged_commit_finds_the_commit_of_its_tag(spark, tmp_path):
+    """Catalog.tagged_commit (the stream's look-up of its own append) reads the commit files newest first: it finds
+    the newest and an older tagged commit as Delta's history shows them, and nothing beyond ``within``."""
+    from delta.tables import DeltaTable
+
+    catalog = Catalog(settings_in(tmp_path))
+    path = catalog.path("ops.stream_batches")
+    for i in range(4):
+        spark.range(i + 1).write.format("delta").mode("append").option("userMetadata", f"tag-{i}").save(path)
+    history = {r["userMetadata"]: r for r in DeltaTable.forPath(spark, path).history().collect()}
+    for tag in ("tag-3", "tag-1"):
+        found = catalog.tagged_commit(spark, "ops.stream_batches", tag)
+        assert (found["version"], found["operation"], found["rows"]) == \
+            (history[tag]["version"], history[tag]["operation"], int(tag[-1]) + 1)
+    assert catalog.tagged_commit(spark, "ops.stream_batches", "tag-0", within=3) is None
+    assert catalog.tagged_commit(spark, "ops.stream_batches", "tag-0", within=4)["version"] == 0
+    assert catalog.tagged_commit(spark, "ops.stream_batches", "no such tag") is None
 
 
 def snapshot(spark, catalog) -> dict[str, pd.DataFrame]:

@@ -3,6 +3,7 @@ own session (scripts/test.sh builds its archive first) started from it."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from apparel import cds
@@ -37,6 +38,27 @@ def test_the_archive_is_used_only_once_built_and_only_for_its_class_path(tmp_pat
     off = settings_with(tmp_path, APPAREL_SPARK_CDS="0")
     assert cds.java_options(off, jars) == ""
     assert "SharedArchiveFile" not in launch_conf(off, jars)["spark.driver.extraJavaOptions"]
+
+
+def test_a_jar_made_again_gets_a_new_archive_and_building_it_deletes_the_old_one(tmp_path):
+    """A venv or jar cache made again (every CI run) keeps the paths but not the modification times, and the JVM
+    then refuses the old archive: the name must change, and the unusable 200 MiB file must go."""
+    settings = settings_with(tmp_path / "cds")
+    jar = tmp_path / "a.jar"
+    jar.write_bytes(b"PK")
+    old = cds.archive_path(settings, [str(jar)])
+    assert cds.archive_path(settings, [str(jar)]) == old  # stable while nothing changes
+    os.utime(jar, ns=(jar.stat().st_atime_ns, jar.stat().st_mtime_ns + 10**9))
+    new = cds.archive_path(settings, [str(jar)])
+    assert new != old and new.stem.rsplit("-", 1)[0] == old.stem.rsplit("-", 1)[0]  # same class path, new jars
+    jar.write_bytes(b"PK and more")  # a change of size alone counts too
+    assert cds.archive_path(settings, [str(jar)]) not in (old, new)
+    other = cds.archive_path(settings, [str(tmp_path / "b.jar")])  # another class path's archive stays
+    old.parent.mkdir(parents=True)
+    for path in (old, other, new):
+        path.write_bytes(b"built")
+    assert cds.prune(new) == [old]
+    assert sorted(p.name for p in new.parent.iterdir()) == sorted([new.name, other.name])
 
 
 def test_a_cluster_driver_gets_no_archive(tmp_path):
