@@ -6,6 +6,7 @@
 #   scripts/postgres.sh read-url prints the store URL of the read-only role (the extraction: APPAREL_STORE_READ_DB)
 #   scripts/postgres.sh stop     stops it (the data directory stays)
 #   scripts/postgres.sh status
+#   scripts/postgres.sh dir      prints its data folder ($APPAREL_PG_DIR)
 #
 # Data, socket and log live in $APPAREL_PG_DIR (default .services/postgres, git-ignored; see default_dir when
 # the checkout is in a private directory and the script runs as root). The port is
@@ -139,6 +140,9 @@ case "$cmd" in
   url)
     url
     ;;
+  dir)
+    echo "$DIR"
+    ;;
   read-url)
     url "$READ_USER"
     ;;
@@ -151,6 +155,6 @@ case "$cmd" in
     if running; then as_owner "$BIN/pg_ctl" -D "$DATA" -m fast -w stop >/dev/null; say "stopped"; else say "not running"; fi
     ;;
   *)
-    echo "usage: $0 {start|stop|status|url|read-url}" >&2; exit 2
+    echo "usage: $0 {start|stop|status|url|read-url|dir}" >&2; exit 2
     ;;
 esac

@@ -1,0 +1,142 @@
+"""The sharded store: a coordinator PostgreSQL whose ``orders`` and ``order_details`` are hash partitioned by
+``order_id`` over N shard servers, each partition a ``postgres_fdw`` foreign table on its shard, so that an order
+and all its lines live on one shard and PostgreSQL itself routes every INSERT and COPY sent to the coordinator.
+The reference tables (customers, products, product_categories) stay on the coordinator. `apparel seed` and
+`apparel simulate` write to the coordinator's URL as to any store (docs/topology.md).
+
+``python -m apparel.shards prepare COORDINATOR_ADMIN_URL SHARD_URL...`` (what scripts/store-shards.sh runs)
+creates, idempotently:
+
+- on each shard (as the store's owner role, the shard URL's user): the two tables, plain, with the store's
+  columns and indexes (the store enforces no uniqueness: the handed-over data reuses ids; the pipeline's contract
+  judges them);
+- on the coordinator (the admin URL: a superuser, which a user mapping without a password needs): the
+  ``postgres_fdw`` extension, a server per shard (``shard_1``...; libpq multi-host options when a shard URL
+  names several hosts, so that a promoted standby is found with no DDL), user mappings for the owner and the
+  read-only roles, and, as the owner, the two tables partitioned by ``HASH (order_id)`` with one foreign partition
+  per shard.
+"""
+
+from __future__ import annotations
+
+import sys
+from urllib.parse import unquote, urlparse
+
+from apparel.errors import ConfigError
+from apparel.schemas import SOURCES
+from apparel.store import StoreDB
+
+SHARDED = ("orders", "order_details")  # both by hash of order_id: an order and its lines on one shard
+READ_ROLE = "apparel_reader"
+
+
+def server_options(shard_url: str) -> dict[str, str]:
+    """postgres_fdw server options of a shard URL (``postgresql://user@h1:p1,h2:p2/db?...``)."""
+    parsed = urlparse(shard_url)
+    hosts = parsed.netloc.rsplit("@", 1)[-1]
+    pairs = [h.rsplit(":", 1) if ":" in h else (h, "5432") for h in hosts.split(",")]
+    opts = {"host": ",".join(h for h, _ in pairs), "port": ",".join(p for _, p in pairs),
+            "dbname": unquote(parsed.path.lstrip("/")) or "postgres"}
+    if len(pairs) > 1:
+        opts["target_session_attrs"] = "read-write"
+    return opts
+
+
+def _user(url: str) -> str:
+    user = urlparse(url).username
+    if not user:
+        raise ConfigError(f"{StoreDB(url).redacted}: the URL names no user")
+    return unquote(user)
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def partition_name(table: str, index: int) -> str:
+    return f"{table}_shard_{index + 1}"
+
+
+def coordinator_ddl(owner: str, shard_urls: list[str], existing_servers: set[str]) -> list[str]:
+    """The coordinator's statements for ``shard_urls``, run by a superuser; the tables' part runs as ``owner``."""
+    n = len(shard_urls)
+    stmts = ["CREATE EXTENSION IF NOT EXISTS postgres_fdw"]
+    for i, url in enumerate(shard_urls):
+        server, opts = f"shard_{i + 1}", server_options(url)
+        if server in existing_servers:
+            sets = ", ".join(f"SET {k} {_quote(v)}" for k, v in opts.items() if k != "target_session_attrs")
+            stmts.append(f"ALTER SERVER {server} OPTIONS ({sets})")
+        else:
+            listed = ", ".join(f"{k} {_quote(v)}" for k, v in opts.items())
+            stmts.append(f"CREATE SERVER {server} FOREIGN DATA WRAPPER postgres_fdw OPTIONS ({listed}, "
+                         f"async_capable 'true', batch_size '1000')")
+        remote = _user(url)
+        for role in (owner, READ_ROLE, "postgres"):
+            # trust authentication on the local shards: only a superuser may map without a password
+            stmts.append(f"CREATE USER MAPPING IF NOT EXISTS FOR {role} SERVER {server} "
+                         f"OPTIONS (user {_quote(remote if role == owner else role)}, password_required 'false')")
+        stmts.append(f"GRANT USAGE ON FOREIGN SERVER {server} TO {owner}")
+    stmts.append(f"SET ROLE {owner}")
+    for name in SHARDED:
+        table = SOURCES[name]
+        cols = ", ".join(f"{c.name} {c.type.upper()}" for c in table.columns)
+        stmts.append(f"CREATE TABLE IF NOT EXISTS {name} ({cols}) PARTITION BY HASH (order_id)")
+        for i in range(n):
+            stmts.append(f"CREATE FOREIGN TABLE IF NOT EXISTS {partition_name(name, i)} PARTITION OF {name} "
+                         f"FOR VALUES WITH (MODULUS {n}, REMAINDER {i}) SERVER shard_{i + 1} "
+                         f"OPTIONS (table_name {_quote(name)})")
+    stmts.append("RESET ROLE")
+    return stmts
+
+
+def layout(admin: StoreDB) -> dict[str, tuple[str, int]]:
+    """How the coordinator holds each sharded table: ``{table: (kind, partitions)}``, kind ``p`` (partitioned),
+    ``r`` (plain) or absent."""
+    rows = admin.query(
+        "SELECT c.relname, c.relkind, (SELECT count(*) FROM pg_inherits i WHERE i.inhparent = c.oid) "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'public' AND c.relname = ANY(%s)", (list(SHARDED),))
+    return {r[0]: (r[1], int(r[2])) for r in rows}
+
+
+def prepare(admin_url: str, shard_urls: list[str], log=print) -> None:
+    """Create the sharded layout (the module's docstring); refuses a coordinator whose tables are already laid
+    out otherwise (plain tables, or another number of shards): resharding is not something this does."""
+    if len(shard_urls) < 2:
+        raise ConfigError("a sharded store needs at least 2 shards")
+    admin = StoreDB(admin_url)
+    owner = _user(shard_urls[0])  # the store's owner role, the same on every server
+    for name, (kind, parts) in layout(admin).items():
+        if kind != "p":
+            raise ConfigError(f"the coordinator already holds a plain {name} table: a sharded store starts from "
+                              "an empty coordinator (drop it, or use another database)")
+        if parts != len(shard_urls):
+            raise ConfigError(f"the coordinator's {name} is partitioned over {parts} shard(s), not "
+                              f"{len(shard_urls)}: resharding is not supported")
+    for i, url in enumerate(shard_urls):
+        StoreDB(url).create_schema([SOURCES[n] for n in SHARDED])
+        log(f"[shards] shard {i + 1}: {', '.join(SHARDED)} ready on {StoreDB(url).redacted}")
+    servers = {r[0] for r in admin.query("SELECT srvname FROM pg_foreign_server")}
+    with admin.connect() as conn:
+        cur = conn.cursor()
+        for stmt in coordinator_ddl(owner, shard_urls, servers):
+            cur.execute(stmt)
+    log(f"[shards] coordinator {admin.redacted}: {', '.join(SHARDED)} hash partitioned by order_id over "
+        f"{len(shard_urls)} shards")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) < 3 or argv[0] != "prepare":
+        print("usage: python -m apparel.shards prepare COORDINATOR_ADMIN_URL SHARD_URL...", file=sys.stderr)
+        return 2
+    try:
+        prepare(argv[1], argv[2:], log=lambda m: print(m, file=sys.stderr))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

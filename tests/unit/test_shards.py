@@ -1,0 +1,35 @@
+"""The sharded store's layout statements (src/apparel/shards.py), without a server: what the coordinator is told
+about each shard, and how the two fact tables are partitioned."""
+
+from __future__ import annotations
+
+from apparel.shards import coordinator_ddl, server_options
+
+SHARDS = ["postgresql://apparel@127.0.0.1:55501/apparel", "postgresql://apparel@127.0.0.1:55502,127.0.0.1:55512/apparel"]
+
+
+def test_a_shard_with_a_standby_is_reached_on_whichever_host_takes_writes():
+    assert server_options(SHARDS[0]) == {"host": "127.0.0.1", "port": "55501", "dbname": "apparel"}
+    assert server_options(SHARDS[1]) == {"host": "127.0.0.1,127.0.0.1", "port": "55502,55512", "dbname": "apparel",
+                                         "target_session_attrs": "read-write"}
+
+
+def test_orders_and_their_lines_are_partitioned_alike_over_every_shard():
+    ddl = coordinator_ddl("apparel", SHARDS, existing_servers=set())
+    assert "CREATE TABLE IF NOT EXISTS orders (order_id BIGINT, order_date TIMESTAMP, customer_id BIGINT, " \
+           "province_id BIGINT, city_id BIGINT) PARTITION BY HASH (order_id)" in ddl
+    parts = [s for s in ddl if s.startswith("CREATE FOREIGN TABLE")]
+    assert len(parts) == 4
+    for table in ("orders", "order_details"):
+        for k in (0, 1):
+            assert (f"CREATE FOREIGN TABLE IF NOT EXISTS {table}_shard_{k + 1} PARTITION OF {table} FOR VALUES WITH "
+                    f"(MODULUS 2, REMAINDER {k}) SERVER shard_{k + 1} OPTIONS (table_name '{table}')") in parts
+    # the tables belong to the store's owner (its default privileges give the read-only role SELECT)
+    assert ddl.index("SET ROLE apparel") < ddl.index(parts[0]) and ddl[-1] == "RESET ROLE"
+
+
+def test_a_known_shard_gets_its_hosts_updated_not_created_again():
+    ddl = coordinator_ddl("apparel", SHARDS, existing_servers={"shard_2"})
+    assert any(s.startswith("CREATE SERVER shard_1 ") for s in ddl)
+    assert "ALTER SERVER shard_2 OPTIONS (SET host '127.0.0.1,127.0.0.1', SET port '55502,55512', " \
+           "SET dbname 'apparel')" in ddl
