@@ -8,7 +8,9 @@
 #   scripts/store-shards.sh stop     stops them (data stays)
 #   scripts/store-shards.sh status
 #   scripts/store-shards.sh url      the coordinator's URL (APPAREL_STORE_DB: seed and simulate write there)
-#   scripts/store-shards.sh shard-urls   one URL per shard (what bronze reads)
+#   scripts/store-shards.sh shard-urls   one URL per shard, the owner's
+#   scripts/store-shards.sh read-urls    one URL per shard, the read-only role's (APPAREL_STORE_SHARD_URLS: what
+#                                        bronze reads orders and order_details from)
 #
 # Ports: the coordinator on APPAREL_STORE_SHARDS_PORT (default 55500), shard k on that port + k. Data: beside the
 # project's single server's folder (`scripts/postgres.sh dir`), with -shards appended.
@@ -25,7 +27,7 @@ say() { echo "[store-shards] $*" >&2; }
 # server NAME PORT COMMAND: scripts/postgres.sh COMMAND for one of the servers
 server() { APPAREL_PG_DIR=$BASE_DIR/$1 APPAREL_PG_PORT=$2 bash "$HERE/postgres.sh" "$3"; }
 names() { echo "coordinator:$BASE_PORT"; for k in $(seq 1 "$SHARDS"); do echo "shard-$k:$((BASE_PORT + k))"; done; }
-shard_urls() { for k in $(seq 1 "$SHARDS"); do server "shard-$k" $((BASE_PORT + k)) url; done; }
+shard_urls() { for k in $(seq 1 "$SHARDS"); do server "shard-$k" $((BASE_PORT + k)) "${1:-url}"; done; }
 coordinator_url() { server coordinator "$BASE_PORT" url; }
 
 case "${1:-start}" in
@@ -57,7 +59,10 @@ case "${1:-start}" in
   shard-urls)
     shard_urls
     ;;
+  read-urls)
+    shard_urls read-url
+    ;;
   *)
-    echo "usage: $0 {start|stop|status|url|shard-urls}" >&2; exit 2
+    echo "usage: $0 {start|stop|status|url|shard-urls|read-urls}" >&2; exit 2
     ;;
 esac

@@ -26,6 +26,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "APPAREL_LANDING": "landing",
     "APPAREL_STORE_DB": "store_db",
     "APPAREL_STORE_READ_DB": "store_read_db",
+    "APPAREL_STORE_SHARD_URLS": "store_shard_urls",
     "APPAREL_REPORTS": "reports",
     "APPAREL_SPARK_MASTER": "spark.master",
     "APPAREL_SPARK_DRIVER_MEMORY": "spark.driver_memory",
@@ -186,6 +187,12 @@ class Settings:
         """The URL the extraction reads the store with: a read-only role's (``store_read_db``), else the
         owner's (``store_db``)."""
         return _store_url(str(self.raw.get("store_read_db") or self.store_db))
+
+    @property
+    def store_shard_urls(self) -> list[str]:
+        """The shards of a sharded store (``store_shard_urls``, whitespace-separated; a URL may name several
+        hosts with commas), which bronze reads orders and order_details from; empty: one database."""
+        return [_store_url(u) for u in str(self.raw.get("store_shard_urls") or "").split()]
 
     @property
     def reports(self) -> str:

@@ -17,6 +17,10 @@ class SnapshotShrinkError(SourceError):
     """A master snapshot lost more of the held snapshot's keys than bronze.snapshot_max_loss_percent allows."""
 
 
+class ShardError(SourceError):
+    """A sharded store breaks its layout: an order id on more than one shard."""
+
+
 class SetupError(ApparelError):
     """A prerequisite (Java, jars, a service) is missing."""
 

@@ -33,3 +33,25 @@ def test_a_known_shard_gets_its_hosts_updated_not_created_again():
     assert any(s.startswith("CREATE SERVER shard_1 ") for s in ddl)
     assert "ALTER SERVER shard_2 OPTIONS (SET host '127.0.0.1,127.0.0.1', SET port '55502,55512', " \
            "SET dbname 'apparel')" in ddl
+
+
+def test_the_shards_setting_lists_urls_that_may_name_several_hosts():
+    from apparel.config import load_settings
+
+    settings = load_settings(env="ci", environ={"APPAREL_STORE_SHARD_URLS": f" {SHARDS[0]}\n {SHARDS[1]} "})
+    assert settings.store_shard_urls == SHARDS
+    assert load_settings(env="ci", environ={}).store_shard_urls == []
+
+
+def test_one_shard_or_a_sqlite_shard_is_refused_before_spark(tmp_path):
+    import pytest
+
+    from apparel.config import load_settings
+    from apparel.errors import ConfigError
+    from apparel.jobs.bronze import BronzeIngest
+
+    for urls, says in ((SHARDS[0], "names one shard"), (f"{SHARDS[0]} sqlite:///{tmp_path}/s.db", "PostgreSQL")):
+        settings = load_settings(env="ci", environ={"APPAREL_STORE_SHARD_URLS": urls,
+                                                    "APPAREL_LAKEHOUSE": str(tmp_path)})
+        with pytest.raises(ConfigError, match=says):
+            BronzeIngest(None, settings)

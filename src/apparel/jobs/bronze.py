@@ -22,7 +22,14 @@ Outputs and grain:
   below the lookback window, a row deleted in the store) is recorded and reported as a warning.
 
 Columns are the source's, typed by :mod:`apparel.schemas`, plus ``_ingested_at``, ``_source`` and
-``_batch_id``. Bronze never drops or edits a row: cleaning is silver's job.
+``_batch_id``; orders and order_details also ``_shard``. Bronze never drops or edits a row: cleaning is silver's job.
+
+A sharded store (``store_shard_urls``, docs/topology.md): orders and order_details are read from each shard
+directly, the shards in parallel, each row tagged with its shard in ``_shard`` (NULL from a single database). The
+high-water mark stays one mark over all shards (an order id is unique across them); each shard is counted and
+read up to its own largest key, and its rows are accounted on their own (``ops.ingest_runs.shard_rows``: rows read
+per shard, each equal to what that shard held for the extraction). Before anything is written, the run checks
+that no order id is on two shards (:class:`~apparel.errors.ShardError`).
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from typing import Iterable
 from apparel import crashpoints
 from apparel.catalog import Catalog, run_parallel
 from apparel.config import Settings
-from apparel.errors import AccountingError, ConfigError, SnapshotShrinkError
+from apparel.errors import AccountingError, ConfigError, ShardError, SnapshotShrinkError
 from apparel.objectstore import landing_file
 from apparel.runtime import new_batch_id, run_job
 from apparel.schemas import EXCEL_TABLES, SOURCES, STORE_TABLES, SourceTable
@@ -45,6 +52,8 @@ from apparel.sources import ReadResult, frame_rows, read_workbook
 from apparel.store import StoreDB
 
 GROUPS = {"store": STORE_TABLES, "excel": EXCEL_TABLES}
+SHARDED = ("orders", "order_details")  # by hash of order_id on a sharded store (apparel.shards)
+SHARD_SAMPLE = 5  # order ids an error about a sharded store names
 
 
 # --- pure transformations ---------------------------------------------------------------------------
@@ -166,6 +175,8 @@ class IngestResult:
     unreconciled_rows: int | None = None
     # snapshots: the extracted snapshot's content fingerprint (see content_fingerprint)
     content_fingerprint: str | None = None
+    # a sharded store's tables: rows read from each shard ({"shard_1": n, ...}); None from one database
+    shard_rows: dict[str, int] | None = None
 
     @property
     def warning(self) -> str | None:
@@ -177,7 +188,8 @@ INGEST_RUNS_SCHEMA = (
     "batch_id STRING, table STRING, mode STRING, source STRING, source_rows BIGINT, rows_written BIGINT, "
     "delta_version BIGINT, watermark_before STRING, watermark_after STRING, seconds DOUBLE, "
     "ingested_at TIMESTAMP, late_rows BIGINT, lookback_orders BIGINT, source_rows_below_mark BIGINT, "
-    "bronze_rows_below_mark BIGINT, unreconciled_rows BIGINT, content_fingerprint STRING")
+    "bronze_rows_below_mark BIGINT, unreconciled_rows BIGINT, content_fingerprint STRING, "
+    "shard_rows MAP<STRING,BIGINT>")
 
 
 def bronze_warnings(results: list[IngestResult]) -> list[str]:
@@ -195,6 +207,7 @@ class Extraction:
     above: int                 # keyed rows above the mark
     late: int                  # keyed rows from the lookback window that bronze did not hold
     keyed_in_bronze: int       # keyed rows bronze held before this run (all at or below the mark)
+    by_shard: dict[str, int] | None = None  # a sharded store: ``expected`` per shard
 
 
 def _watermark_text(key: tuple[int, ...] | None) -> str | None:
@@ -208,6 +221,13 @@ class BronzeIngest:
         self.settings = settings
         self.catalog = Catalog(settings)
         self.store = StoreDB(settings.store_read_db)  # the extraction's read-only role, when set
+        urls = settings.store_shard_urls
+        if len(urls) == 1:
+            raise ConfigError("store_shard_urls (APPAREL_STORE_SHARD_URLS) names one shard: a sharded store has 2 "
+                              "or more; leave it empty for one database")
+        self.shards = [(f"shard_{i + 1}", StoreDB(url)) for i, url in enumerate(urls)]
+        if any(store.kind != "postgresql" for _, store in self.shards):
+            raise ConfigError("store_shard_urls: the shards of a sharded store are PostgreSQL servers")
         self.lookback = settings.bronze.lookback_orders
         self.max_loss = settings.bronze.snapshot_max_loss_percent
         snapshots = sorted(t.name for t in SOURCES.values() if not t.incremental)
@@ -222,9 +242,15 @@ class BronzeIngest:
 
     # extraction ---------------------------------------------------------------------------------
 
-    def _jdbc(self, table: SourceTable, where: str | None = None, bounds: tuple[int, int] | None = None):
+    def sources(self, table: SourceTable) -> list[tuple[str | None, StoreDB]]:
+        """Where the table is read: ``[(shard, store), ...]`` for a sharded table of a sharded store, else
+        ``[(None, the store)]``."""
+        return self.shards if self.shards and table.name in SHARDED else [(None, self.store)]
+
+    def _jdbc(self, table: SourceTable, where: str | None = None, bounds: tuple[int, int] | None = None,
+              store: StoreDB | None = None):
         query = f"SELECT {', '.join(table.column_names)} FROM {table.name}" + (f" WHERE {where}" if where else "")
-        reader = (self.spark.read.format("jdbc").options(**self.store.jdbc_options())
+        reader = (self.spark.read.format("jdbc").options(**(store or self.store).jdbc_options())
                   .option("dbtable", f"({query}) src")
                   .option("customSchema", table.spark_ddl())
                   .option("fetchsize", str(self.settings.jdbc.get("fetch_size", 10000))))
@@ -253,43 +279,63 @@ class BronzeIngest:
 
     def extract_incremental(self, table: SourceTable) -> Extraction:
         """New keyed rows above the watermark, plus the rows of the lookback window and the null-key rows that
-        bronze does not hold yet."""
+        bronze does not hold yet; from each shard of a sharded store, in parallel."""
         before, keyed_in_bronze = self._bronze_state(table)
-        where = above_watermark_sql(table.key, before)
-        lo, hi, n_keyed = self.store.query(
-            f"SELECT min({table.key[0]}), max({table.key[0]}), count(*) FROM {table.name} WHERE {where}")[0]
-        frames, after = [], before
-        if n_keyed:
-            # cap the extraction at what was counted, so rows arriving meanwhile wait for the next run
-            where = f"{where} AND {table.key[0]} <= {int(hi)}"
-            frames.append(self._jdbc(table, where, (int(lo), int(hi))))
-            keys = ", ".join(table.key)
-            order = ", ".join(f"{k} DESC" for k in table.key)
-            after = tuple(int(v) for v in self.store.query(
-                f"SELECT {keys} FROM {table.name} WHERE {where} ORDER BY {order} LIMIT 1")[0])
-        revisit, n_late, n_null = self._not_yet_landed(table, before)
-        if revisit is not None:
-            frames.append(revisit)
+        sources = self.sources(table)
+        parts = run_parallel({str(shard): (lambda shard=shard, store=store: self._extract_from(
+            table, before, shard, store)) for shard, store in sources}, len(sources))
+        frames = [f for part in parts.values() for f in part["frames"]]
+        tops = [part["after"] for part in parts.values() if part["after"] is not None]
+        after = max(tops) if tops else before
         df = None
         for f in frames:
             df = f if df is None else df.unionByName(f)
-        return Extraction(df, int(n_keyed) + n_late + n_null, before, after, int(n_keyed), n_late,
-                          keyed_in_bronze)
+        above, late, nulls = (sum(part[k] for part in parts.values()) for k in ("above", "late", "nulls"))
+        by_shard = {shard: parts[shard]["above"] + parts[shard]["late"] + parts[shard]["nulls"]
+                    for shard in parts} if sources[0][0] is not None else None
+        return Extraction(df, above + late + nulls, before, after, above, late, keyed_in_bronze, by_shard)
 
-    def _not_yet_landed(self, table: SourceTable, mark: tuple[int, ...] | None):
-        """Source rows below the mark that bronze does not hold yet: those of the lookback window and those with
-        a null key (which have no place in the key order). Both are compared with bronze's rows under the same
-        predicate, row for row, by multiplicity. Returns (DataFrame or None, late keyed rows, null-key rows)."""
+    def _extract_from(self, table: SourceTable, before: tuple[int, ...] | None, shard: str | None,
+                      store: StoreDB) -> dict:
+        """One store's (one shard's) part of :meth:`extract_incremental`: its frames (tagged ``_shard`` for a
+        sharded table), its largest key read, and its counts of rows above the mark, late and null-key."""
         from pyspark.sql import functions as F
 
+        where = above_watermark_sql(table.key, before)
+        lo, hi, n_keyed = store.query(
+            f"SELECT min({table.key[0]}), max({table.key[0]}), count(*) FROM {table.name} WHERE {where}")[0]
+        frames, after = [], None
+        if n_keyed:
+            # cap the extraction at what was counted, so rows arriving meanwhile wait for the next run
+            where = f"{where} AND {table.key[0]} <= {int(hi)}"
+            frames.append(self._jdbc(table, where, (int(lo), int(hi)), store))
+            keys = ", ".join(table.key)
+            order = ", ".join(f"{k} DESC" for k in table.key)
+            after = tuple(int(v) for v in store.query(
+                f"SELECT {keys} FROM {table.name} WHERE {where} ORDER BY {order} LIMIT 1")[0])
+        revisit, n_late, n_null = self._not_yet_landed(table, before, store)
+        if revisit is not None:
+            frames.append(revisit)
+        if table.name in SHARDED:  # lineage of the shard the rows came from (NULL: one database)
+            frames = [f.withColumn("_shard", F.lit(shard).cast("string")) for f in frames]
+        return {"frames": frames, "after": after, "above": int(n_keyed), "late": n_late, "nulls": n_null}
+
+    def _not_yet_landed(self, table: SourceTable, mark: tuple[int, ...] | None, store: StoreDB | None = None):
+        """Source rows below the mark that bronze does not hold yet: those of the lookback window and those with
+        a null key (which have no place in the key order). Both are compared with bronze's rows under the same
+        predicate, row for row, by multiplicity (bronze's rows of every shard: an order lives on one, so the
+        others' rows never match). Returns (DataFrame or None, late keyed rows, null-key rows)."""
+        from pyspark.sql import functions as F
+
+        store = store or self.store
         terms = [f"({null_key_sql(table.key)})"]
         window = lookback_sql(table.key, mark, self.lookback)
         if window:
             terms.append(f"({window})")
         where = " OR ".join(terms)
-        if not self.store.query(f"SELECT count(*) FROM {table.name} WHERE {where}")[0][0]:
+        if not store.query(f"SELECT count(*) FROM {table.name} WHERE {where}")[0][0]:
             return None, 0, 0
-        rows = self._jdbc(table, where)
+        rows = self._jdbc(table, where, store=store)
         name = f"bronze.{table.name}"
         if self.catalog.exists(self.spark, name):
             rows = new_rows_only(rows, self.catalog.read(self.spark, name).where(where), table.column_names)
@@ -380,18 +426,32 @@ class BronzeIngest:
         return (version, int(held["rows"])) if fingerprint_text(held) == fingerprint_text(fingerprint) else None
 
     def _land(self, table: SourceTable, df, expected: int, source: str, mode: str,
-              before: str | None, after: str | None, started: float, snapshot: tuple | None = None) -> IngestResult:
-        """Check the extraction against the source's count, then commit it: nothing is written for a table
-        whose rows do not add up, nor for a snapshot equal to the one bronze holds. ``snapshot``: a snapshot's
-        (fingerprint, unchanged) from :meth:`extract_snapshot`, which checkpointed its rows."""
+              before: str | None, after: str | None, started: float, snapshot: tuple | None = None,
+              by_shard: dict[str, int] | None = None) -> IngestResult:
+        """Check the extraction against the source's count (``by_shard``: each shard's on its own), then commit
+        it: nothing is written for a table whose rows do not add up, nor for a snapshot equal to the one bronze
+        holds. ``snapshot``: a snapshot's (fingerprint, unchanged) from :meth:`extract_snapshot`, which
+        checkpointed its rows."""
         name = f"bronze.{table.name}"
-        extracted, fingerprint, unchanged = 0, None, None
+        extracted, fingerprint, unchanged, shard_rows = 0, None, None, None
         if mode == "snapshot":
             fingerprint, unchanged = snapshot
             extracted = int(fingerprint["rows"])
         elif df is not None:
             df = df.localCheckpoint()  # one read of the source, counted and written as the same rows
-            extracted = df.count()
+            if by_shard is None:
+                extracted = df.count()
+            else:
+                read = {r["_shard"]: int(r["count"]) for r in df.groupBy("_shard").count().collect()}
+                shard_rows = {shard: read.get(shard, 0) for shard in by_shard}
+                extracted = sum(read.values())
+        if by_shard is not None:
+            shard_rows = shard_rows or {shard: 0 for shard in by_shard}
+            off = [f"{shard} held {n} and {shard_rows[shard]} were read" for shard, n in by_shard.items()
+                   if shard_rows[shard] != n]
+            if off:
+                raise AccountingError(f"bronze.{table.name}: {'; '.join(off)} (did a shard change during the run?); "
+                                      "nothing was written for this table: re-run")
         if extracted != expected:
             raise AccountingError(
                 f"bronze.{table.name}: the source held {expected} row(s) for this extraction but {extracted} were "
@@ -406,15 +466,19 @@ class BronzeIngest:
                 raise AccountingError(f"bronze.{table.name}: the source held {expected} row(s) but bronze "
                                       f"(version {version}) holds {held}")
         elif mode == "snapshot" or expected > 0:
-            land = self.catalog.overwrite if mode == "snapshot" else self.catalog.append
-            commit = land(with_metadata(df, source, self.batch_id, self.now), name)
+            if mode == "snapshot":
+                commit = self.catalog.overwrite(with_metadata(df, source, self.batch_id, self.now), name)
+            else:  # a table landed before bronze had _shard gains it (its older rows read NULL there)
+                commit = self.catalog.append(with_metadata(df, source, self.batch_id, self.now), name,
+                                             merge_schema=table.name in SHARDED)
             version, written = commit["version"], commit["rows"]
         if mode != "snapshot-unchanged" and written != expected:
             raise AccountingError(f"bronze.{table.name}: {expected} row(s) extracted but the Delta commit "
                                   f"(version {version}) wrote {written}")
         return IngestResult(self.batch_id, table.name, mode, source, expected, written, version,
                             before, after, round(time.monotonic() - started, 2),
-                            content_fingerprint=fingerprint_text(fingerprint) if fingerprint else None)
+                            content_fingerprint=fingerprint_text(fingerprint) if fingerprint else None,
+                            shard_rows=shard_rows)
 
     def _reconcile(self, table: SourceTable, ext: Extraction, res: IngestResult) -> None:
         """Source rows at or below the new mark versus bronze's. Every keyed bronze row is at or below it, so
@@ -424,8 +488,8 @@ class BronzeIngest:
         if ext.after is None:
             res.source_rows_below_mark = res.bronze_rows_below_mark = res.unreconciled_rows = 0
             return
-        res.source_rows_below_mark = int(self.store.query(
-            f"SELECT count(*) FROM {table.name} WHERE {at_or_below_watermark_sql(table.key, ext.after)}")[0][0])
+        below = f"SELECT count(*) FROM {table.name} WHERE {at_or_below_watermark_sql(table.key, ext.after)}"
+        res.source_rows_below_mark = sum(int(store.query(below)[0][0]) for _, store in self.sources(table))
         res.bronze_rows_below_mark = ext.keyed_in_bronze + ext.above + ext.late
         res.unreconciled_rows = res.source_rows_below_mark - res.bronze_rows_below_mark
 
@@ -439,7 +503,8 @@ class BronzeIngest:
         else:
             ext = self.extract_incremental(table)
             res = self._land(table, ext.df, ext.expected, f"store_db.{table.name}", "incremental",
-                             _watermark_text(ext.before), _watermark_text(ext.after), started)
+                             _watermark_text(ext.before), _watermark_text(ext.after), started,
+                             by_shard=ext.by_shard)
             self._reconcile(table, ext, res)
             res.seconds = round(time.monotonic() - started, 2)
         if res.mode == "incremental":
@@ -451,6 +516,8 @@ class BronzeIngest:
         else:
             what = f"rows (snapshot unchanged: version {res.delta_version} kept, nothing written)"
         count = res.source_rows if res.mode == "snapshot-unchanged" else res.rows_written
+        if res.shard_rows:
+            what += " [" + ", ".join(f"{shard} {n:,}" for shard, n in res.shard_rows.items()) + "]"
         self.log(f"  {table.name:<19} {count:>9,} {what} ({res.seconds:.1f}s)")
         if res.warning:
             self.log(f"  warning: {res.warning}")
@@ -468,6 +535,8 @@ class BronzeIngest:
         workbooks = workbooks or {}
         excel = {t.name: self.read_excel(t, workbooks.get(t.name)) for t in tables if t.origin == "excel"}
         threads = int(self.settings.spark.get("write_threads", 4))
+        if any(t.name in SHARDED for t in tables):
+            self.check_shards()
         # the masters' snapshots first, each read once, and checked against bronze's before any table is written
         snapshots = run_parallel({t.name: (lambda t=t: self.extract_snapshot(t, excel.get(t.name)))
                                   for t in tables if not t.incremental}, threads)
@@ -477,6 +546,30 @@ class BronzeIngest:
         results = [landed[t.name] for t in tables]
         self.record(results)
         return results
+
+    def check_shards(self) -> None:
+        """On a sharded store: raise :class:`ShardError`, before anything is written, when an order id (of an
+        order or of a line) is on more than one shard. PostgreSQL's hash partitions route every write through
+        the coordinator to one shard; a row written to a shard directly can break that."""
+        if not self.shards:
+            return
+        sql = ("SELECT order_id FROM orders WHERE order_id IS NOT NULL "
+               "UNION SELECT order_id FROM order_details WHERE order_id IS NOT NULL")
+        held = run_parallel({shard: (lambda store=store: {int(r[0]) for r in store.query(sql)})
+                             for shard, store in self.shards}, len(self.shards))
+        where: dict[int, list[str]] = {}
+        for shard, ids in held.items():
+            for order_id in ids:
+                where.setdefault(order_id, []).append(shard)
+        twice = sorted(i for i, shards in where.items() if len(shards) > 1)
+        if twice:
+            sample = "; ".join(f"order_id {i} on {' and '.join(where[i])}" for i in twice[:SHARD_SAMPLE])
+            raise ShardError(f"bronze: {len(twice):,} order id(s) are on more than one shard ({sample}"
+                             f"{', ...' if len(twice) > SHARD_SAMPLE else ''}): an order and its lines belong to one "
+                             "shard (written through the coordinator, PostgreSQL routes them by hash of order_id); "
+                             "nothing was written")
+        self.log(f"[bronze] sharded store: {', '.join(f'{s} {len(ids):,} orders' for s, ids in held.items())}, "
+                 "no order id on two shards")
 
     def record(self, results: list[IngestResult]) -> None:
         """Append the batch's rows to ``ops.ingest_runs``. ``mergeSchema``: a table written before the
