@@ -4,21 +4,24 @@
 # secrets are set (SUPERSET_SECRET_KEY, SUPERSET_ADMIN_PASSWORD; `make superset` starts it alone and says what is
 # missing). With APPAREL_CDC=1 (or the `cdc` part alone), also the change data capture path: the PostgreSQL
 # store (scripts/postgres.sh: logical WAL, the capture role), Kafka (scripts/kafka.sh), Kafka Connect with
-# Debezium (scripts/connect.sh), the store readied (`apparel cdc prepare`) and the connector registered.
+# Debezium (scripts/connect.sh), the store readied (`apparel cdc prepare`) and the connector registered. With
+# APPAREL_SPARK_CLUSTER=1 (or the `spark` part alone), also a Spark standalone cluster (scripts/spark-cluster.sh).
 #
-#   scripts/services.sh up [all|lake|cdc]      all (default): the lake services, and CDC when APPAREL_CDC=1
-#   scripts/services.sh down [all|lake|cdc]    stops them (cdc: Connect and Kafka; all: PostgreSQL too); data,
-#                                              topics, the connector and its slot stay
-#   scripts/services.sh status [all|lake|cdc]
+#   scripts/services.sh up [all|lake|cdc|spark]      all (default): the lake services, CDC when APPAREL_CDC=1,
+#                                                    the Spark cluster when APPAREL_SPARK_CLUSTER=1
+#   scripts/services.sh down [all|lake|cdc|spark]    stops them (cdc: Connect and Kafka; all: PostgreSQL too);
+#                                                    data, topics, the connector and its slot stay
+#   scripts/services.sh status [all|lake|cdc|spark]
 #   scripts/services.sh env                    the APPAREL_* settings that reach the running services, for eval
 set -euo pipefail
 HERE=$(dirname "${BASH_SOURCE[0]}")
 ROOT=$(cd "$HERE/.." && pwd)
 cmd=${1:-up}
 part=${2:-all}
-case "$part" in all|lake|cdc) ;; *) echo "usage: $0 {up|down|status} [all|lake|cdc]" >&2; exit 2 ;; esac
+case "$part" in all|lake|cdc|spark) ;; *) echo "usage: $0 {up|down|status} [all|lake|cdc|spark]" >&2; exit 2 ;; esac
 cdc_on() { [ "$part" = cdc ] || { [ "$part" = all ] && [[ "${APPAREL_CDC:-0}" =~ ^(1|true|yes|on)$ ]]; }; }
-lake_on() { [ "$part" != cdc ]; }
+spark_on() { [ "$part" = spark ] || { [ "$part" = all ] && [[ "${APPAREL_SPARK_CLUSTER:-0}" =~ ^(1|true|yes|on)$ ]]; }; }
+lake_on() { [ "$part" = all ] || [ "$part" = lake ]; }
 
 # the store the capture reads: APPAREL_STORE_DB when it is PostgreSQL, else the project's local server
 store_url() {
@@ -46,9 +49,11 @@ case "$cmd" in
       APPAREL_STORE_DB=$(store_url) "$ROOT/.venv/bin/apparel" cdc prepare
       APPAREL_STORE_DB=$(store_url) "$ROOT/.venv/bin/apparel" cdc register
     fi
+    if spark_on; then bash "$HERE/spark-cluster.sh" start; fi
     ;;
   down)
     rc=0
+    if spark_on; then bash "$HERE/spark-cluster.sh" stop || rc=$?; fi
     # only with APPAREL_CDC=1 (or `down cdc`): the lake's users (`make services-down` in a test) leave a running
     # capture alone
     if cdc_on; then
@@ -77,6 +82,7 @@ case "$cmd" in
       bash "$HERE/kafka.sh" status || rc=$?
       bash "$HERE/connect.sh" status || rc=$?
     fi
+    if spark_on; then bash "$HERE/spark-cluster.sh" status || rc=$?; fi
     exit $rc
     ;;
   env)
@@ -90,8 +96,11 @@ case "$cmd" in
       esac
     fi
     if bash "$HERE/connect.sh" status > /dev/null 2>&1; then echo "export APPAREL_CDC=1"; fi
+    if bash "$HERE/spark-cluster.sh" status > /dev/null 2>&1; then
+      echo "export APPAREL_SPARK_MASTER=$(printf %q "$(cd "$ROOT" && .venv/bin/python -m apparel.services | sed -n 's/^APPAREL_SPARK_CLUSTER_URL=//p')")"
+    fi
     ;;
   *)
-    echo "usage: $0 {up|down|status|env} [all|lake|cdc]" >&2; exit 2
+    echo "usage: $0 {up|down|status|env} [all|lake|cdc|spark]" >&2; exit 2
     ;;
 esac

@@ -63,6 +63,11 @@ ENV_OVERRIDES: dict[str, str] = {
     "APPAREL_STREAM_SILVER_INTERVAL": "stream.silver_interval",
     "APPAREL_LIVE_NOW": "stream.live_now",
     "APPAREL_LOCK_STALE_AFTER": "lock.stale_after",
+    "APPAREL_SPARK_CLUSTER_URL": "spark_cluster.url",
+    "APPAREL_SPARK_CLUSTER_UI_PORT": "spark_cluster.ui_port",
+    "APPAREL_SPARK_CLUSTER_WORKERS": "spark_cluster.workers",
+    "APPAREL_SPARK_CLUSTER_WORKER_CORES": "spark_cluster.worker_cores",
+    "APPAREL_SPARK_CLUSTER_WORKER_MEMORY": "spark_cluster.worker_memory",
 }
 
 

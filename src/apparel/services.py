@@ -32,6 +32,7 @@ def service_env(settings) -> dict[str, str]:
         "APPAREL_SUPERSET_URL": str(settings.superset.get("url") or ""),
         "APPAREL_KAFKA_BOOTSTRAP": cdc.kafka_bootstrap,
         "APPAREL_CONNECT_URL": cdc.connect_url,
+        **{f"APPAREL_SPARK_CLUSTER_{k.upper()}": str(v) for k, v in settings.raw["spark_cluster"].items()},
     }
 
 

@@ -45,6 +45,9 @@ def session_conf(settings: Settings, jars: list[str], cds: str | None = None) ->
            {"spark.jars": ",".join(jars)}),
         **DELTA_CONF,
     }
+    if not is_local(master):  # what each executor asks a cluster's worker for (spark_cluster.worker_* offer it)
+        conf["spark.executor.memory"] = str(sp.get("executor_memory", "2g"))
+        conf["spark.executor.cores"] = str(sp.get("executor_cores", 1))
     conf.update({k: str(v) for k, v in (sp.get("conf") or {}).items()})
     # spark.java_options (APPAREL_SPARK_JAVA_OPTIONS): JVM flags added to the driver's (the one JVM in local mode)
     extra_opts = str(sp.get("java_options") or "").strip()
