@@ -6,21 +6,25 @@
 # store (scripts/postgres.sh: logical WAL, the capture role), Kafka (scripts/kafka.sh), Kafka Connect with
 # Debezium (scripts/connect.sh), the store readied (`apparel cdc prepare`) and the connector registered. With
 # APPAREL_SPARK_CLUSTER=1 (or the `spark` part alone), also a Spark standalone cluster (scripts/spark-cluster.sh).
+# With APPAREL_STORE_SHARDS=2 or more (or the `store` part alone), also the sharded store: a coordinator and the
+# shards (scripts/store-shards.sh). docs/topology.md shows how the parts fit.
 #
-#   scripts/services.sh up [all|lake|cdc|spark]      all (default): the lake services, CDC when APPAREL_CDC=1,
-#                                                    the Spark cluster when APPAREL_SPARK_CLUSTER=1
-#   scripts/services.sh down [all|lake|cdc|spark]    stops them (cdc: Connect and Kafka; all: PostgreSQL too);
-#                                                    data, topics, the connector and its slot stay
-#   scripts/services.sh status [all|lake|cdc|spark]
+#   scripts/services.sh up [all|lake|cdc|spark|store]    all (default): the lake services, CDC when APPAREL_CDC=1,
+#                                                        the Spark cluster when APPAREL_SPARK_CLUSTER=1, the
+#                                                        sharded store when APPAREL_STORE_SHARDS >= 2
+#   scripts/services.sh down [all|lake|cdc|spark|store]  stops them (cdc: Connect and Kafka; all: PostgreSQL too);
+#                                                        data, topics, the connector and its slot stay
+#   scripts/services.sh status [all|lake|cdc|spark|store]
 #   scripts/services.sh env                    the APPAREL_* settings that reach the running services, for eval
 set -euo pipefail
 HERE=$(dirname "${BASH_SOURCE[0]}")
 ROOT=$(cd "$HERE/.." && pwd)
 cmd=${1:-up}
 part=${2:-all}
-case "$part" in all|lake|cdc|spark) ;; *) echo "usage: $0 {up|down|status} [all|lake|cdc|spark]" >&2; exit 2 ;; esac
+case "$part" in all|lake|cdc|spark|store) ;; *) echo "usage: $0 {up|down|status} [all|lake|cdc|spark|store]" >&2; exit 2 ;; esac
 cdc_on() { [ "$part" = cdc ] || { [ "$part" = all ] && [[ "${APPAREL_CDC:-0}" =~ ^(1|true|yes|on)$ ]]; }; }
 spark_on() { [ "$part" = spark ] || { [ "$part" = all ] && [[ "${APPAREL_SPARK_CLUSTER:-0}" =~ ^(1|true|yes|on)$ ]]; }; }
+store_on() { [ "$part" = store ] || { [ "$part" = all ] && [ "${APPAREL_STORE_SHARDS:-0}" -ge 2 ] 2>/dev/null; }; }
 lake_on() { [ "$part" = all ] || [ "$part" = lake ]; }
 
 # the store the capture reads: APPAREL_STORE_DB when it is PostgreSQL, else the project's local server
@@ -50,10 +54,12 @@ case "$cmd" in
       APPAREL_STORE_DB=$(store_url) "$ROOT/.venv/bin/apparel" cdc register
     fi
     if spark_on; then bash "$HERE/spark-cluster.sh" start; fi
+    if store_on; then bash "$HERE/store-shards.sh" start > /dev/null; fi
     ;;
   down)
     rc=0
     if spark_on; then bash "$HERE/spark-cluster.sh" stop || rc=$?; fi
+    if store_on; then bash "$HERE/store-shards.sh" stop || rc=$?; fi
     # only with APPAREL_CDC=1 (or `down cdc`): the lake's users (`make services-down` in a test) leave a running
     # capture alone
     if cdc_on; then
@@ -83,6 +89,7 @@ case "$cmd" in
       bash "$HERE/connect.sh" status || rc=$?
     fi
     if spark_on; then bash "$HERE/spark-cluster.sh" status || rc=$?; fi
+    if store_on; then bash "$HERE/store-shards.sh" status || rc=$?; fi
     exit $rc
     ;;
   env)
@@ -99,8 +106,14 @@ case "$cmd" in
     if bash "$HERE/spark-cluster.sh" status > /dev/null 2>&1; then
       echo "export APPAREL_SPARK_MASTER=$(printf %q "$(cd "$ROOT" && .venv/bin/python -m apparel.services | sed -n 's/^APPAREL_SPARK_CLUSTER_URL=//p')")"
     fi
+    if bash "$HERE/store-shards.sh" status > /dev/null 2>&1; then
+      # seed and simulate write to the coordinator; bronze reads the masters there and the orders on the shards
+      echo "export APPAREL_STORE_DB=$(printf %q "$(bash "$HERE/store-shards.sh" url)")"
+      echo "export APPAREL_STORE_READ_DB=$(printf %q "$(bash "$HERE/store-shards.sh" read-url)")"
+      echo "export APPAREL_STORE_SHARD_URLS=$(printf %q "$(bash "$HERE/store-shards.sh" read-urls | tr '\n' ' ' | sed 's/ $//')")"
+    fi
     ;;
   *)
-    echo "usage: $0 {up|down|status|env} [all|lake|cdc|spark]" >&2; exit 2
+    echo "usage: $0 {up|down|status|env} [all|lake|cdc|spark|store]" >&2; exit 2
     ;;
 esac

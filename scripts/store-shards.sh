@@ -8,6 +8,8 @@
 #   scripts/store-shards.sh stop     stops them (data stays)
 #   scripts/store-shards.sh status
 #   scripts/store-shards.sh url      the coordinator's URL (APPAREL_STORE_DB: seed and simulate write there)
+#   scripts/store-shards.sh read-url the coordinator's URL for the read-only role (APPAREL_STORE_READ_DB: the
+#                                    master tables bronze reads there)
 #   scripts/store-shards.sh shard-urls   one URL per shard, the owner's
 #   scripts/store-shards.sh read-urls    one URL per shard, the read-only role's (APPAREL_STORE_SHARD_URLS: what
 #                                        bronze reads orders and order_details from)
@@ -56,6 +58,9 @@ case "${1:-start}" in
   url)
     coordinator_url
     ;;
+  read-url)
+    server coordinator "$BASE_PORT" read-url
+    ;;
   shard-urls)
     shard_urls
     ;;
@@ -63,6 +68,6 @@ case "${1:-start}" in
     shard_urls read-url
     ;;
   *)
-    echo "usage: $0 {start|stop|status|url|shard-urls|read-urls}" >&2; exit 2
+    echo "usage: $0 {start|stop|status|url|read-url|shard-urls|read-urls}" >&2; exit 2
     ;;
 esac

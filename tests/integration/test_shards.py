@@ -14,6 +14,7 @@ session's single-database run `shared_lake` of the same dataset and day):
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -69,7 +70,7 @@ def shard_servers():
     try:
         coordinator = script("start").splitlines()[-1]
         yield {"coordinator": coordinator, "shards": script("shard-urls").split(),
-               "read": script("read-urls").split()}
+               "read": script("read-urls").split(), "env": env}
     finally:
         subprocess.run(["bash", str(SCRIPT), "stop"], env=env, capture_output=True, timeout=120)
         shutil.rmtree(folder, ignore_errors=True)
@@ -113,6 +114,19 @@ def test_the_coordinator_routes_each_order_and_all_its_lines_to_one_shard(sharde
     assert not ids[0] & ids[1]
     # the coordinator answers for the whole store, through its foreign partitions
     assert rows(shard_servers["coordinator"], "SELECT count(*) FROM orders")[0][0] == len(source_orders)
+
+
+def test_services_env_points_the_pipeline_at_the_coordinator_and_the_shards(shard_servers):
+    """`eval "$(bash scripts/services.sh env)"` (README) gives the settings the sharded run below uses."""
+    proc = subprocess.run(["bash", str(PROJECT_ROOT / "scripts" / "services.sh"), "env"], env=shard_servers["env"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    exported = dict(line.removeprefix("export ").split("=", 1) for line in proc.stdout.splitlines())
+    unquote = {k: shlex.split(v)[0] if v else "" for k, v in exported.items()}
+    assert unquote["APPAREL_STORE_DB"] == shard_servers["coordinator"]
+    assert unquote["APPAREL_STORE_READ_DB"] == reader(shard_servers["coordinator"])
+    assert unquote["APPAREL_STORE_SHARD_URLS"].split() == shard_servers["read"] == \
+        [reader(url) for url in shard_servers["shards"]]
 
 
 def test_silver_and_gold_equal_the_single_database_run(spark, sharded, shared_lake):
