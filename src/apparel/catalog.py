@@ -25,6 +25,7 @@ from apparel import crashpoints
 from apparel.config import Settings
 from apparel.errors import DeclarationError
 from apparel.schemas import SOURCES, STORE_TABLES
+from apparel.spark import pin
 
 T = TypeVar("T")
 LAYERS = ("bronze", "silver", "gold", "quarantine", "ops")
@@ -421,7 +422,7 @@ class Catalog:
             deletes = old_keys.join(new_keys, key, "left_anti")
         staged = (upserts.withColumn("_delete", F.lit(False))
                   .unionByName(deletes.withColumn("_delete", F.lit(True)), allowMissingColumns=True)
-                  .localCheckpoint())
+                  .transform(pin))
         if info is not None:  # the stored keys are unique: so are they after upserts with unique keys
             self.check(new, name, key_rows=staged.where(~F.col("_delete")).select(*key))
         n = {r["_delete"]: int(r["n"]) for r in staged.groupBy("_delete").agg(F.count(F.lit(1)).alias("n")).collect()}

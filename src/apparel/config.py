@@ -33,6 +33,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "APPAREL_SPARK_JAVA_OPTIONS": "spark.java_options",
     "APPAREL_SPARK_CDS": "spark.class_data_sharing",
     "APPAREL_SPARK_CDS_DIR": "spark.cds_dir",
+    "APPAREL_SPARK_CHECKPOINT_DIR": "spark.checkpoint_dir",
     "APPAREL_JDBC_PARTITIONS": "jdbc.num_partitions",
     "APPAREL_BRONZE_LOOKBACK_ORDERS": "bronze.lookback_orders",
     "APPAREL_BRONZE_SNAPSHOT_MAX_LOSS": "bronze.snapshot_max_loss_percent",

@@ -6,6 +6,7 @@ Airflow and CI share one configuration.
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 
@@ -25,6 +26,42 @@ LAUNCH_SETTINGS = {"spark.master", "spark.jars", "spark.driver.memory", "spark.d
 
 def is_local(master: str) -> bool:
     return master.strip().startswith("local")
+
+
+def pin(df):
+    """``df``'s rows computed once and kept for the rest of the job (a source read once, then counted and written
+    as the same rows), for ``df.transform(pin)``. In local mode a ``localCheckpoint``: its blocks live in the one
+    JVM, lost only with the driver and the run with it. On a cluster an executor can die while the job runs, and
+    its local checkpoint blocks with it (the job then fails); there the rows are checkpointed to
+    ``spark.checkpoint_dir`` (:func:`checkpoint_dir`), shared storage that outlives any executor."""
+    if is_local(df.sparkSession.sparkContext.master):
+        return df.localCheckpoint()
+    return df.checkpoint()
+
+
+def checkpoint_dir(settings: Settings) -> str:
+    """Where a cluster's checkpoints go: ``spark.checkpoint_dir``, else ``<lakehouse>/_spark_checkpoints`` (what
+    every executor reaches: the object store, or the local disk of a cluster on this machine). Spark deletes each
+    checkpoint once the job no longer references it (``spark.cleaner.referenceTracking.cleanCheckpoints``)."""
+    folder = str(settings.spark.get("checkpoint_dir") or "").strip()
+    return folder if "://" in folder else resolve_path(folder) if folder else f"{settings.lakehouse}/_spark_checkpoints"
+
+
+def _reliable_checkpoints(spark, settings: Settings) -> None:
+    """On a cluster: checkpoints to :func:`checkpoint_dir` (Spark makes a folder per application there), deleted
+    when the process exits (Spark's cleaner deletes a checkpoint only once the driver collected its references)."""
+    sc = spark.sparkContext
+    if not is_local(sc.master) and not sc.getCheckpointDir():
+        sc.setCheckpointDir(checkpoint_dir(settings))
+        atexit.register(_drop_checkpoints, spark)
+
+
+def _drop_checkpoints(spark) -> None:
+    try:
+        path = spark._jvm.org.apache.hadoop.fs.Path(spark.sparkContext.getCheckpointDir())
+        path.getFileSystem(spark._jsc.hadoopConfiguration()).delete(path, True)
+    except Exception:  # noqa: BLE001 - at exit, with the JVM gone already, there is nothing left to delete with
+        pass
 
 
 def session_conf(settings: Settings, jars: list[str], cds: str | None = None) -> dict[str, str]:
@@ -48,6 +85,7 @@ def session_conf(settings: Settings, jars: list[str], cds: str | None = None) ->
     if not is_local(master):  # what each executor asks a cluster's worker for (spark_cluster.worker_* offer it)
         conf["spark.executor.memory"] = str(sp.get("executor_memory", "2g"))
         conf["spark.executor.cores"] = str(sp.get("executor_cores", 1))
+        conf["spark.cleaner.referenceTracking.cleanCheckpoints"] = "true"  # pin()'s checkpoints, once unused
     conf.update({k: str(v) for k, v in (sp.get("conf") or {}).items()})
     # spark.java_options (APPAREL_SPARK_JAVA_OPTIONS): JVM flags added to the driver's (the one JVM in local mode)
     extra_opts = str(sp.get("java_options") or "").strip()
@@ -93,6 +131,7 @@ def get_spark(settings: Settings, app_name: str | None = None, extra: dict[str, 
     active = SparkSession.getActiveSession()
     if active is not None:
         apply_s3a(active, settings)
+        _reliable_checkpoints(active, settings)
         return active
     # the workers must run the same Python as the driver (the project's venv)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -113,4 +152,5 @@ def get_spark(settings: Settings, app_name: str | None = None, extra: dict[str, 
         builder = builder.appName(app_name)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(str(settings.spark.get("log_level", "ERROR")))
+    _reliable_checkpoints(spark, settings)
     return spark

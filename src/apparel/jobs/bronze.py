@@ -49,6 +49,7 @@ from apparel.objectstore import landing_file
 from apparel.runtime import new_batch_id, run_job
 from apparel.schemas import EXCEL_TABLES, SOURCES, STORE_TABLES, SourceTable
 from apparel.sources import ReadResult, frame_rows, read_workbook
+from apparel.spark import pin
 from apparel.store import StoreDB
 
 GROUPS = {"store": STORE_TABLES, "excel": EXCEL_TABLES}
@@ -339,7 +340,7 @@ class BronzeIngest:
         name = f"bronze.{table.name}"
         if self.catalog.exists(self.spark, name):
             rows = new_rows_only(rows, self.catalog.read(self.spark, name).where(where), table.column_names)
-        rows = rows.localCheckpoint()
+        rows = rows.transform(pin)
         counts = rows.agg(F.count(F.lit(1)).alias("n"),
                           F.count(F.when(F.expr(null_key_sql(table.key)), F.lit(1))).alias("nulls")).collect()[0]
         n_null = int(counts["nulls"])
@@ -353,7 +354,7 @@ class BronzeIngest:
         else:
             expected = self.store.count(table.name)
             df, source = self._jdbc(table), f"store_db.{table.name}"
-        df = df.localCheckpoint()  # one read of the source, counted and written as the same rows
+        df = df.transform(pin)  # one read of the source, counted and written as the same rows
         fingerprint = content_fingerprint(df, table.column_names).collect()[0]
         return df, expected, source, fingerprint, self._unchanged_snapshot(table, fingerprint)
 
@@ -438,7 +439,7 @@ class BronzeIngest:
             fingerprint, unchanged = snapshot
             extracted = int(fingerprint["rows"])
         elif df is not None:
-            df = df.localCheckpoint()  # one read of the source, counted and written as the same rows
+            df = df.transform(pin)  # one read of the source, counted and written as the same rows
             if by_shard is None:
                 extracted = df.count()
             else:

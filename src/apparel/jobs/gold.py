@@ -38,6 +38,7 @@ from apparel.gold import build_marts, dm_sales_live, live_window_start
 from apparel.jobs.live import FACTS, consumed_versions, pending
 from apparel.locks import lakehouse_lock
 from apparel.runtime import new_batch_id, run_job
+from apparel.spark import pin
 
 INPUTS = ["silver.fct_order_lines", "silver.dim_product", "silver.dim_customer", "silver.dim_location",
           "silver.dim_province"]
@@ -176,7 +177,7 @@ class GoldBuild:
         lines, *dims = (self.catalog.read(self.spark, n) for n in INPUTS)
         tasks = {}
         if full:
-            all_lines = lines.localCheckpoint() if len(full) > 1 else lines
+            all_lines = lines.transform(pin) if len(full) > 1 else lines
             marts = build_marts(all_lines, *dims)
             for m in full:
                 tasks[f"gold.{m}"] = (lambda m=m: self.catalog.overwrite(marts[m], f"gold.{m}"))

@@ -29,6 +29,7 @@ from apparel.contract import judged, valid_rows
 from apparel.runtime import Steps
 from apparel.schemas import SOURCES
 from apparel.silver import line_revenue
+from apparel.spark import pin
 
 FACTS = ("orders", "order_details")
 LIVE_COLUMNS = ["order_id", "order_date", "customer_id", "qty", "line_revenue"]
@@ -77,7 +78,7 @@ def pending(spark, catalog: Catalog, consumed: dict[str, int], versions: dict[st
                                .load(catalog.path(f"bronze.cdc_{t}")), ids, "order_id")
 
     lines = judged_lines(rows("orders"), rows("order_details")).join(F.broadcast(scope), "order_id", "left_semi")
-    return Pending(scope, lines.localCheckpoint(), dict(versions))
+    return Pending(scope, lines.transform(pin), dict(versions))
 
 
 def judged_lines(orders_events, details_events):

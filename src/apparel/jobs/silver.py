@@ -72,6 +72,7 @@ from apparel.silver import (
     scd2_changes,
     with_unknown_member,
 )
+from apparel.spark import pin
 
 MASTERS = ["provinces", "cities", "product_categories", "products", "customers"]
 FACTS = ["orders", "order_details"]
@@ -210,7 +211,7 @@ class SilverBuild:
             events = self._events(table)
             if not everything:
                 events = events_for_keys(events, self._scope_keys(scope), "order_id", with_nulls)
-            self.events_read[table] = events.localCheckpoint()
+            self.events_read[table] = events.transform(pin)
         return self.events_read[table]
 
     def _scope_keys(self, scope):
@@ -235,10 +236,10 @@ class SilverBuild:
 
         src = SOURCES[table]
         if rows_new is not None:  # a scope: judged and counted from one materialised read
-            rows = rows.localCheckpoint()
+            rows = rows.transform(pin)
             self.judged[table] = rows
         res = TableResult(table, rows_read=rows.count())
-        classified = judged(rows, src, valid_orders).localCheckpoint()
+        classified = judged(rows, src, valid_orders).transform(pin)
         counts = classified.groupBy("_reason").agg(F.count(F.lit(1)).alias("n"),
                                                    F.sum(F.col("_copies") - 1).alias("dups")).collect()
         by_reason = {r["_reason"]: int(r["n"]) for r in counts}
@@ -344,7 +345,7 @@ class SilverBuild:
         if {"provinces", "cities"} & set(changed_masters) or not all(
                 self.catalog.exists(self.spark, n) for n in ("silver.dim_location", "silver.dim_province")):
             def location():
-                dim = build_dim_location(valid["cities"], valid["provinces"]).localCheckpoint()
+                dim = build_dim_location(valid["cities"], valid["provinces"]).transform(pin)
                 self.flag_warnings("cities", dim, "_orphan_province")
                 self._replace_if_different("silver.dim_location", dim.drop("_orphan_province"))
                 self._replace_if_different("silver.dim_province", build_dim_province(valid["provinces"]))
@@ -352,7 +353,7 @@ class SilverBuild:
         if {"products", "product_categories"} & set(changed_masters) or not self.catalog.exists(
                 self.spark, "silver.dim_product"):
             def product():
-                products = product_attributes(valid["products"], valid["product_categories"]).localCheckpoint()
+                products = product_attributes(valid["products"], valid["product_categories"]).transform(pin)
                 self.flag_warnings("products", products, "_orphan_category")
                 return self._apply_scd2("silver.dim_product", products.drop("_orphan_category"))
             tasks["product_id"] = product
@@ -372,7 +373,7 @@ class SilverBuild:
         spec = SCD2[name]
         sk, nk = spec["surrogate_key"], spec["natural_key"]
         current = self._current(name)
-        changes = scd2_changes(current, incoming, nk, sk, spec["tracked"], self.run_date).localCheckpoint()
+        changes = scd2_changes(current, incoming, nk, sk, spec["tracked"], self.run_date).transform(pin)
         counts = {r["_action"]: (int(r["n"]), int(r["late"] or 0)) for r in changes.groupBy("_action").agg(
             F.count(F.lit(1)).alias("n"), F.sum(F.col("_out_of_order").cast("int")).alias("late")).collect()}
         late = counts.get("close", (0, 0))[1]
@@ -410,7 +411,7 @@ class SilverBuild:
 
     def _replace_if_different(self, name: str, df) -> None:
         """Overwrite a small table only when its content changed (a run with nothing new writes nothing)."""
-        df = df.localCheckpoint()
+        df = df.transform(pin)
         current = self._current(name)
         if current is not None and df.columns == current.columns and \
                 df.exceptAll(current).isEmpty() and current.exceptAll(df).isEmpty():
@@ -465,14 +466,14 @@ class SilverBuild:
         dim_customer = self.catalog.read(self.spark, "silver.dim_customer")
         dim_product = self.catalog.read(self.spark, "silver.dim_product")
         location = self.catalog.read(self.spark, "silver.dim_location")
-        orders = resolve_orders(valid["orders"], dim_customer, location, valid["provinces"]).localCheckpoint()
+        orders = resolve_orders(valid["orders"], dim_customer, location, valid["provinces"]).transform(pin)
         self.flag_warnings("orders", orders, "_orphan_customer", "_orphan_city", "_orphan_province",
                            "_city_province_mismatch")
         lines = valid["order_details"]
-        fct_lines = build_fct_order_lines(lines, orders, dim_product).localCheckpoint()
+        fct_lines = build_fct_order_lines(lines, orders, dim_product).transform(pin)
         self.flag_warnings("order_details", fct_lines, "_orphan_product")
         fct_lines = fct_lines.select(*FCT_ORDER_LINES_COLUMNS)
-        fct_orders = build_fct_orders(orders, fct_lines).localCheckpoint()
+        fct_orders = build_fct_orders(orders, fct_lines).transform(pin)
         return fct_lines, fct_orders
 
     def _reused_line_warning(self, scope_lines, other_lines) -> None:
@@ -544,7 +545,7 @@ class SilverBuild:
             else:
                 seen = self.spark.createDataFrame([(b,) for b in consumed[t].batches] or [("",)], "_batch_id STRING")
                 new[t] = self._bronze(t).join(F.broadcast(seen), "_batch_id", "left_anti") \
-                    .select("order_id", "_batch_id").localCheckpoint()
+                    .select("order_id", "_batch_id").transform(pin)
             self.batches[t] = [r[0] for r in new[t].select("_batch_id").distinct().collect()]
 
         # the scope: order ids whose rows are judged again, and whether the null-key rows are
@@ -566,7 +567,7 @@ class SilverBuild:
         for p in parts:
             scope = p if scope is None else scope.unionByName(p)
         scope = (scope.distinct() if scope is not None
-                 else self.spark.createDataFrame([], "order_id BIGINT")).localCheckpoint()
+                 else self.spark.createDataFrame([], "order_id BIGINT")).transform(pin)
         nulls = {t: everything or (new[t] is not None and not new[t].where("order_id IS NULL").isEmpty())
                  for t in FACTS}
         n_new = {t: 0 if new[t] is None else new[t].count() for t in FACTS}
@@ -599,10 +600,10 @@ class SilverBuild:
         # the stored rows of the scope, the four tables at once
         old = run_parallel({
             "silver.fct_order_lines": lambda: scoped(self.catalog.read(self.spark, "silver.fct_order_lines"),
-                                                     False).localCheckpoint(),
+                                                     False).transform(pin),
             "silver.fct_orders": lambda: scoped(self.catalog.read(self.spark, "silver.fct_orders"),
-                                                False).localCheckpoint(),
-            **{t: (lambda t=t: scoped(self.catalog.read(self.spark, f"quarantine.{t}"), nulls[t]).localCheckpoint())
+                                                False).transform(pin),
+            **{t: (lambda t=t: scoped(self.catalog.read(self.spark, f"quarantine.{t}"), nulls[t]).transform(pin))
                for t in FACTS}}, self.threads)
         old_lines, old_orders = old["silver.fct_order_lines"], old["silver.fct_orders"]
         old_q = {t: old[t] for t in FACTS}
@@ -657,7 +658,7 @@ class SilverBuild:
         version ``since`` (Delta's change data feed of the append-only events table)."""
         keyed = changed_keys(self.spark, self.catalog.path(f"bronze.{self.src[table]}"), since,
                              self.versions[table])
-        return keyed.localCheckpoint()
+        return keyed.transform(pin)
 
     def _snapshot_changed(self, table: str, old_version: int) -> bool:
         """Whether a master snapshot's rows differ from those at ``old_version`` (a re-landed identical
