@@ -50,11 +50,12 @@ def free_ports(n: int) -> int:
     raise SystemExit(f"no {n} consecutive free ports")
 
 
-def run(cmd: list[str], env: dict, timeout: float = 3600) -> str:
+def run(cmd: list[str], env: dict, timeout: float = 3600, with_log: bool = False) -> str:
+    """The command's output (``with_log``: and its log, stderr)."""
     proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc.stdout + proc.stderr
+    return proc.stdout + proc.stderr if with_log else proc.stdout
 
 
 def reader(url: str) -> str:
@@ -86,7 +87,7 @@ def copy_out(urls: list[str], table: str) -> tuple[int, float]:
 def bronze(env: dict, lake: Path) -> tuple[dict[str, tuple[int, float]], float]:
     env = env | {"APPAREL_LAKEHOUSE": str(lake / "lakehouse")}
     started = time.perf_counter()
-    out = run([PY, "-m", "apparel.cli", "run", "--layers", "bronze"], env)
+    out = run([PY, "-m", "apparel.cli", "run", "--layers", "bronze"], env, with_log=True)
     wall = time.perf_counter() - started
     found = {m.group(1): (int(m.group(2).replace(",", "")), float(m.group(3)))
              for m in map(LINE.match, out.splitlines()) if m}
