@@ -37,6 +37,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "APPAREL_JDBC_PARTITIONS": "jdbc.num_partitions",
     "APPAREL_BRONZE_LOOKBACK_ORDERS": "bronze.lookback_orders",
     "APPAREL_BRONZE_SNAPSHOT_MAX_LOSS": "bronze.snapshot_max_loss_percent",
+    "APPAREL_BRONZE_STANDBY_MAX_LAG": "bronze.standby_max_lag_seconds",
     "APPAREL_MAINTENANCE_RETENTION_HOURS": "maintenance.retention_hours",
     "APPAREL_JARS_CACHE": "jars.cache_dir",
     "APPAREL_S3_ENDPOINT": "s3.endpoint",
@@ -134,6 +135,7 @@ class BronzeSettings:
 
     lookback_orders: int    # order ids below the high-water mark re-read each run for late rows (0: none)
     snapshot_max_loss_percent: int  # a master snapshot losing more of the held snapshot's keys fails the run
+    standby_max_lag_seconds: int = 30  # a sharded store: a shard's standby lagging more is not read (its primary is)
 
 
 @dataclass(frozen=True)
@@ -245,7 +247,8 @@ class Settings:
             raise ConfigError(f"bronze.snapshot_max_loss_percent (APPAREL_BRONZE_SNAPSHOT_MAX_LOSS) must be 0 to "
                               f"100, got {loss}")
         return BronzeSettings(lookback_orders=_setting_int(self.raw, "bronze.lookback_orders", 0),
-                              snapshot_max_loss_percent=loss)
+                              snapshot_max_loss_percent=loss,
+                              standby_max_lag_seconds=_setting_int(self.raw, "bronze.standby_max_lag_seconds", 0))
 
     @property
     def maintenance(self) -> MaintenanceSettings:

@@ -15,8 +15,10 @@ LAYER_ORDER = ("bronze", "silver", "gold")
 def _run_bronze(spark, settings: Settings, log, run_date, full_refresh=False, accept_shrink=()) -> dict:
     from apparel.jobs.bronze import BronzeIngest, bronze_warnings
 
-    results = BronzeIngest(spark, settings, log=log, accept_shrink=accept_shrink).run()
-    return {"bronze": {r.table: r.rows_written for r in results}, "bronze_warnings": bronze_warnings(results)}
+    ingest = BronzeIngest(spark, settings, log=log, accept_shrink=accept_shrink)
+    results = ingest.run()
+    return {"bronze": {r.table: r.rows_written for r in results},
+            "bronze_warnings": ingest.warnings + bronze_warnings(results)}
 
 
 def _run_silver(spark, settings: Settings, log, run_date, full_refresh=False, accept_shrink=()) -> dict:

@@ -20,9 +20,10 @@ creates, idempotently:
 from __future__ import annotations
 
 import sys
-from urllib.parse import unquote, urlparse
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, unquote, urlencode, urlparse
 
-from apparel.errors import ConfigError
+from apparel.errors import ConfigError, SourceError
 from apparel.schemas import SOURCES
 from apparel.store import StoreDB
 
@@ -40,6 +41,95 @@ def server_options(shard_url: str) -> dict[str, str]:
     if len(pairs) > 1:
         opts["target_session_attrs"] = "read-write"
     return opts
+
+
+def hosts(url: str) -> list[str]:
+    """The ``host:port`` entries of a (multi-host) PostgreSQL URL, in order."""
+    netloc = urlparse(url).netloc.rsplit("@", 1)[-1]
+    return [h if ":" in h else f"{h}:5432" for h in netloc.split(",")]
+
+
+def single_host(url: str, host: str) -> str:
+    """``url`` naming only ``host`` (``host:port``), without ``target_session_attrs`` (one host has one role)."""
+    parsed = urlparse(url)
+    userinfo = parsed.netloc.rsplit("@", 1)[0] + "@" if "@" in parsed.netloc else ""
+    query = urlencode([(k, v) for k, v in parse_qsl(parsed.query) if k != "target_session_attrs"])
+    return parsed._replace(netloc=userinfo + host, query=query).geturl()
+
+
+def writable(url: str) -> str:
+    """``url`` for writes: with several hosts, the one that takes them (``target_session_attrs=read-write``)."""
+    if len(hosts(url)) < 2:
+        return url
+    parsed = urlparse(url)
+    query = [(k, v) for k, v in parse_qsl(parsed.query) if k != "target_session_attrs"]
+    return parsed._replace(query=urlencode(query + [("target_session_attrs", "read-write")])).geturl()
+
+
+def lsn(text: str) -> int:
+    """A WAL position (``16/B374D848``) as a number of bytes."""
+    high, low = text.split("/")
+    return (int(high, 16) << 32) + int(low, 16)
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Where bronze reads one shard: one node's URL, its role, the standby's lag, and why it is not a standby."""
+    shard: str
+    url: str
+    node: str
+    role: str                  # "standby", or "primary" (a shard without standby, or the fallback)
+    lag_seconds: float | None  # the standby's replay lag (0: it has replayed all the primary wrote)
+    warning: str | None = None
+
+
+NODE_SQL = ("SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() "
+            "ELSE pg_current_wal_lsn() END::text, EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())")
+
+
+def probe(url: str, timeout: int = 3) -> tuple[bool, int, float | None]:
+    """(in recovery, the WAL position written or replayed, seconds since the last transaction replayed)."""
+    import psycopg
+
+    with psycopg.connect(url, connect_timeout=timeout) as conn:
+        recovery, position, since = conn.execute(NODE_SQL).fetchone()
+    return bool(recovery), lsn(position), None if since is None else float(since)
+
+
+def pick_reader(shard: str, url: str, max_lag_seconds: float, probe=probe) -> Reader:
+    """The node of ``url`` (one shard) that bronze reads: a standby whose replay lag is at most
+    ``max_lag_seconds``, else the primary, with a warning saying why. The lag is 0 when the standby has replayed
+    everything the primary has written, else the time since the last transaction it replayed."""
+    import psycopg
+
+    nodes = hosts(url)
+    if len(nodes) == 1:
+        return Reader(shard, url, nodes[0], "primary", None)
+    primary, standbys, down = None, [], []
+    for node in nodes:
+        try:
+            recovery, position, since = probe(single_host(url, node))
+        except psycopg.OperationalError as exc:
+            down.append((node, str(exc).strip().splitlines()[0] if str(exc).strip() else "no answer"))
+            continue
+        if recovery:
+            standbys.append((node, position, since))
+        elif primary is None:
+            primary = (node, position)
+    if primary is None:
+        gone = ", ".join(f"{node} ({why})" for node, why in down) or "none"
+        raise SourceError(f"{shard}: no node of {', '.join(nodes)} takes writes (down: {gone}; "
+                          "a failover may be under way): nothing was read, re-run once the shard has a primary")
+    reasons = [f"node {node} is down ({why})" for node, why in down]
+    for node, position, since in standbys:
+        lag = 0.0 if position >= primary[1] else (since if since is not None else float("inf"))
+        if lag <= max_lag_seconds:
+            return Reader(shard, single_host(url, node), node, "standby", round(lag, 1))
+        reasons.append(f"standby {node} lags {lag:.0f} s")
+    why = "; ".join(reasons) or "no standby answers as one"
+    return Reader(shard, single_host(url, primary[0]), primary[0], "primary", None,
+                  f"{shard}: {why}: reading the primary {primary[0]} (bronze.standby_max_lag_seconds: "
+                  f"{max_lag_seconds:g} s)")
 
 
 def _user(url: str) -> str:
@@ -114,7 +204,7 @@ def prepare(admin_url: str, shard_urls: list[str], log=print) -> None:
             raise ConfigError(f"the coordinator's {name} is partitioned over {parts} shard(s), not "
                               f"{len(shard_urls)}: resharding is not supported")
     for i, url in enumerate(shard_urls):
-        StoreDB(url).create_schema([SOURCES[n] for n in SHARDED])
+        StoreDB(writable(url)).create_schema([SOURCES[n] for n in SHARDED])
         log(f"[shards] shard {i + 1}: {', '.join(SHARDED)} ready on {StoreDB(url).redacted}")
     servers = {r[0] for r in admin.query("SELECT srvname FROM pg_foreign_server")}
     with admin.connect() as conn:

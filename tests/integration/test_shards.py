@@ -1,6 +1,7 @@
-"""The sharded store (issue 12, points 1 and 2; docs/topology.md): a coordinator and 2 shard servers started by
-scripts/store-shards.sh, the shared dataset seeded through the coordinator by `apparel seed`'s code unchanged, and
-the pipeline run with bronze reading orders and order_details from each shard directly (APPAREL_STORE_SHARD_URLS).
+"""The sharded and replicated store (issue 12, points 1 to 3; docs/topology.md): a coordinator and 2 shards, each
+a primary with a hot standby under pg_auto_failover, started by scripts/store-shards.sh (APPAREL_STORE_STANDBYS=1);
+the shared dataset seeded through the coordinator by `apparel seed`'s code unchanged, and the pipeline run with
+bronze reading orders and order_details from each shard's standby directly (APPAREL_STORE_SHARD_URLS).
 
 What is checked, independently of the pipeline (psycopg on each shard, pandas over the dataset's files, and the
 session's single-database run `shared_lake` of the same dataset and day):
@@ -8,6 +9,10 @@ session's single-database run `shared_lake` of the same dataset and day):
 - silver and gold equal the single-database run's, whole and type-aware;
 - bronze tags each row with its shard: per shard exactly the rows that shard holds, and `ops.ingest_runs.shard_rows`
   accounts for them; bronze without `_shard` equals the single-database run's bronze;
+- a standby stopped: bronze reads that shard's primary, warns, and lands the same rows;
+- a primary killed (SIGKILL to its keeper and PostgreSQL): its standby is promoted, writes through the coordinator
+  work again (the time from the kill to the first write is printed), the next run lands and builds exactly the new
+  orders, and the old primary rejoins as a standby;
 - an order id written to a second shard by hand fails the next run with a clear error, and nothing is written.
 """
 
@@ -18,6 +23,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -30,6 +36,7 @@ from apparel.config import PROJECT_ROOT
 from apparel.errors import ShardError
 from apparel.pipeline import run_layers
 from apparel.seed import seed_dataset
+from apparel.shards import writable
 from conftest import SHARED_RUN_DATE, assert_same_rows, in_parallel, last_order_time, quiet, settings_in
 
 pytestmark = [pytest.mark.slow]
@@ -38,29 +45,31 @@ LINEAGE = ["_ingested_at", "_source", "_batch_id", "_shard"]
 
 
 def free_base_port() -> int:
-    """A port p with p, p+1 and p+2 free (the coordinator and two shards)."""
-    for _ in range(50):
+    """A port p with the ports of the coordinator (p), the shards' nodes (p+1, p+2, p+11, p+12) and the monitor
+    (p+20) free."""
+    for _ in range(100):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             base = s.getsockname()[1]
         if base > 65000:
             continue
         try:
-            for k in (1, 2):
+            for k in (1, 2, 11, 12, 20):
                 with socket.socket() as s:
                     s.bind(("127.0.0.1", base + k))
             return base
         except OSError:
             continue
-    raise RuntimeError("no three consecutive free ports")
+    raise RuntimeError("no free ports for the sharded store")
 
 
 @pytest.fixture(scope="module")
 def shard_servers():
     # the servers run as the postgres user, who cannot enter pytest's private temporary folders
     folder = Path(f"/var/tmp/apparel-test-shards-{uuid.uuid4().hex[:8]}")
-    env = os.environ | {"APPAREL_STORE_SHARDS": "2", "APPAREL_STORE_SHARDS_DIR": str(folder),
-                        "APPAREL_STORE_SHARDS_PORT": str(free_base_port())}
+    env = os.environ | {"APPAREL_STORE_SHARDS": "2", "APPAREL_STORE_STANDBYS": "1",
+                        "APPAREL_STORE_SHARDS_DIR": str(folder), "APPAREL_STORE_SHARDS_PORT": str(free_base_port()),
+                        "APPAREL_STORE_FAILOVER_TIMEOUT_MS": "5000"}
 
     def script(*args: str) -> str:
         proc = subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=300)
@@ -70,7 +79,7 @@ def shard_servers():
     try:
         coordinator = script("start").splitlines()[-1]
         yield {"coordinator": coordinator, "shards": script("shard-urls").split(),
-               "read": script("read-urls").split(), "env": env}
+               "read": script("read-urls").split(), "env": env, "script": script}
     finally:
         subprocess.run(["bash", str(SCRIPT), "stop"], env=env, capture_output=True, timeout=120)
         shutil.rmtree(folder, ignore_errors=True)
@@ -154,14 +163,98 @@ def test_bronze_holds_each_shards_rows_tagged_with_it(spark, sharded, shard_serv
     # a master table is read once, from the coordinator, and has no shard column
     assert "_shard" not in catalog.read(spark, "bronze.customers").columns
     assert any("no order id on two shards" in line for line in sharded["log"])
+    # each shard read from its standby (within bronze.standby_max_lag_seconds of its primary)
+    for k in (1, 2):
+        assert any(line.startswith(f"[bronze] shard_{k}: reading the standby 127.0.0.1:{port(shard_servers, k, 1)}, ")
+                   for line in sharded["log"]), sharded["log"][:12]
+
+
+def port(servers, shard: int, node: int) -> int:
+    return int(servers["env"]["APPAREL_STORE_SHARDS_PORT"]) + shard + 10 * node
+
+
+def state(servers, shard: int) -> dict[str, str]:
+    """{node name: reported state} of one shard, as the monitor sees it."""
+    lines = [line.split("|") for line in servers["script"]("state").splitlines() if "|" in line]
+    return {cells[0].strip(): cells[5].strip() for cells in lines if cells[0].strip().startswith(f"shard_{shard}_")}
+
+
+def test_a_stopped_standby_sends_bronze_to_its_primary_with_a_warning(spark, sharded, shard_servers):
+    catalog = sharded["catalog"]
+    before = {t: catalog.version(spark, f"bronze.{t}") for t in ("orders", "order_details")}
+    shard_servers["script"]("stop-node", "1", "1")
+    try:
+        logged: list[str] = []
+        summary = run_layers(spark, sharded["settings"], ["bronze"], log=logged.append)
+        warning = next(w for w in summary["bronze_warnings"] if w.startswith("shard_1:"))
+        assert f"node 127.0.0.1:{port(shard_servers, 1, 1)} is down" in warning
+        assert f"reading the primary 127.0.0.1:{port(shard_servers, 1, 0)}" in warning
+        assert any(line.startswith(f"[bronze] shard_2: reading the standby 127.0.0.1:{port(shard_servers, 2, 1)}, ")
+                   for line in logged)
+        # the same rows: nothing new to land, and every row accounted for against the primary
+        assert summary["bronze"]["orders"] == summary["bronze"]["order_details"] == 0
+        assert {t: catalog.version(spark, f"bronze.{t}") for t in ("orders", "order_details")} == before
+    finally:
+        shard_servers["script"]("start-node", "1", "1")
+    deadline = time.monotonic() + 120
+    while state(shard_servers, 1).get("shard_1_node_1") != "secondary":
+        assert time.monotonic() < deadline, state(shard_servers, 1)
+        time.sleep(1)
+
+
+def test_a_killed_primary_is_replaced_by_its_standby_and_the_next_run_is_right(spark, sharded, shard_servers,
+                                                                              shared_lake):
+    from apparel.schemas import SOURCES
+
+    coordinator, catalog = shard_servers["coordinator"], sharded["catalog"]
+    killed = time.monotonic()
+    shard_servers["script"]("stop-node", "2", "0", "--immediate")
+    # new orders (copies of the first five, new ids) written through the coordinator, as soon as it can
+    orders, lines = (", ".join(c.name for c in SOURCES[t].columns) for t in ("orders", "order_details"))
+    copy_orders = (f"INSERT INTO orders ({orders}) SELECT {orders.replace('order_id', 'order_id + 1000000', 1)} "
+                   "FROM orders WHERE order_id <= 5")
+    copy_lines = (f"INSERT INTO order_details ({lines}) SELECT {lines.replace(', order_id', ', order_id + 1000000')} "
+                  "FROM order_details WHERE order_id <= 5")
+    while True:
+        try:
+            with psycopg.connect(coordinator, connect_timeout=3) as conn:
+                new_orders = conn.execute(copy_orders).rowcount
+                new_lines = conn.execute(copy_lines).rowcount
+            break
+        except psycopg.Error:
+            assert time.monotonic() - killed < 180, "no write went through within 180 s of the kill"
+            time.sleep(0.5)
+    print(f"[shards] shard_2's primary killed: the first write through the coordinator after "
+          f"{time.monotonic() - killed:.1f} s")
+    assert new_orders == 5 and new_lines > 5
+    assert state(shard_servers, 2)["shard_2_node_1"] in ("wait_primary", "primary")
+    # the old primary comes back as a standby of the new one
+    shard_servers["script"]("start-node", "2", "0")
+    deadline = time.monotonic() + 120
+    while state(shard_servers, 2).get("shard_2_node_0") != "secondary":
+        assert time.monotonic() < deadline, state(shard_servers, 2)
+        time.sleep(1)
+    logged: list[str] = []
+    summary = run_layers(spark, sharded["settings"], ["bronze", "silver", "gold"], log=logged.append,
+                         run_date=SHARED_RUN_DATE)
+    assert summary["bronze"]["orders"] == new_orders and summary["bronze"]["order_details"] == new_lines
+    for table in ("orders", "order_details"):
+        held = per_shard(shard_servers, f"SELECT count(*) FROM {table}")
+        landed = {r["_shard"]: r["count"] for r in catalog.read(spark, f"bronze.{table}").groupBy("_shard")
+                  .count().collect()}
+        assert landed == {"shard_1": held[0][0][0], "shard_2": held[1][0][0]}
+    single = Catalog(shared_lake.settings)
+    for fact, added in (("silver.fct_orders", new_orders), ("silver.fct_order_lines", new_lines)):
+        assert catalog.count(spark, fact) == single.count(spark, fact) + added
 
 
 def test_an_order_id_on_two_shards_fails_the_run_and_writes_nothing(spark, sharded, shard_servers):
     catalog = sharded["catalog"]
-    order_id, order_date = rows(shard_servers["shards"][0], "SELECT order_id, order_date FROM orders "
-                                                            "ORDER BY order_id LIMIT 1")[0]
+    order_id, order_date = rows(writable(shard_servers["shards"][0]), "SELECT order_id, order_date FROM orders "
+                                                                      "ORDER BY order_id LIMIT 1")[0]
     before = {n: catalog.version(spark, n) for n in TABLES}
-    with psycopg.connect(shard_servers["shards"][1]) as conn:  # around the coordinator, on the wrong shard
+    wrong = writable(shard_servers["shards"][1])  # around the coordinator, on the wrong shard's primary
+    with psycopg.connect(wrong) as conn:
         conn.execute("INSERT INTO orders (order_id, order_date) VALUES (%s, %s)", (order_id, order_date))
     try:
         with pytest.raises(ShardError) as err:
@@ -171,5 +264,5 @@ def test_an_order_id_on_two_shards_fails_the_run_and_writes_nothing(spark, shard
         assert "1 order id(s) are on more than one shard" in str(err.value) and "nothing was written" in str(err.value)
         assert {n: catalog.version(spark, n) for n in TABLES} == before
     finally:
-        with psycopg.connect(shard_servers["shards"][1]) as conn:
+        with psycopg.connect(wrong) as conn:
             conn.execute("DELETE FROM orders WHERE order_id = %s", (order_id,))

@@ -55,3 +55,58 @@ def test_one_shard_or_a_sqlite_shard_is_refused_before_spark(tmp_path):
                                                     "APPAREL_LAKEHOUSE": str(tmp_path)})
         with pytest.raises(ConfigError, match=says):
             BronzeIngest(None, settings)
+
+
+def test_a_shard_url_names_its_nodes_and_each_one_alone():
+    from apparel.shards import hosts, single_host, writable
+
+    url = "postgresql://apparel_reader@127.0.0.1:55502,127.0.0.1:55512/apparel?connect_timeout=3"
+    assert hosts(url) == ["127.0.0.1:55502", "127.0.0.1:55512"]
+    assert single_host(url, "127.0.0.1:55512") == "postgresql://apparel_reader@127.0.0.1:55512/apparel?connect_timeout=3"
+    assert writable(url).endswith("?connect_timeout=3&target_session_attrs=read-write")
+    assert writable(SHARDS[0]) == SHARDS[0]  # one host: nothing to choose
+
+
+def test_wal_positions_compare_as_numbers():
+    from apparel.shards import lsn
+
+    assert lsn("0/3056B30") == 0x3056B30
+    assert lsn("1/0") == 2**32 > lsn("0/FFFFFFFF")
+
+
+def test_bronze_reads_a_standby_that_keeps_up_else_the_primary_with_the_reason():
+    import psycopg
+    import pytest
+
+    from apparel.errors import SourceError
+    from apparel.shards import pick_reader
+
+    url = "postgresql://apparel_reader@127.0.0.1:1,127.0.0.1:2/apparel"
+
+    def nodes(**state):
+        """A probe answering for node 1 and node 2: (recovery, position, seconds since the last replay), or None
+        when the node is down."""
+        def probe(single):
+            port = single.split("@127.0.0.1:")[1].split("/")[0]
+            answer = state[f"n{port}"]
+            if answer is None:
+                raise psycopg.OperationalError("connection refused")
+            return answer
+        return probe
+
+    caught_up = pick_reader("shard_1", url, 30, nodes(n1=(False, 500, None), n2=(True, 500, 400.0)))
+    assert (caught_up.role, caught_up.node, caught_up.lag_seconds, caught_up.warning) == \
+        ("standby", "127.0.0.1:2", 0.0, None)
+    assert caught_up.url == "postgresql://apparel_reader@127.0.0.1:2/apparel"
+    # behind the primary: the time since its last replayed transaction is its lag
+    assert pick_reader("shard_1", url, 30, nodes(n1=(False, 900, None), n2=(True, 500, 12.0))).role == "standby"
+    lagging = pick_reader("shard_1", url, 30, nodes(n1=(False, 900, None), n2=(True, 500, 45.0)))
+    assert (lagging.role, lagging.node) == ("primary", "127.0.0.1:1")
+    assert "standby 127.0.0.1:2 lags 45 s" in lagging.warning and "reading the primary 127.0.0.1:1" in lagging.warning
+    down = pick_reader("shard_1", url, 30, nodes(n1=(False, 900, None), n2=None))
+    assert down.role == "primary" and "node 127.0.0.1:2 is down (connection refused)" in down.warning
+    # after a failover the standby is node 1
+    promoted = pick_reader("shard_1", url, 30, nodes(n1=(True, 900, 0.5), n2=(False, 900, None)))
+    assert (promoted.role, promoted.node) == ("standby", "127.0.0.1:1")
+    with pytest.raises(SourceError, match="no node of 127.0.0.1:1, 127.0.0.1:2 takes writes"):
+        pick_reader("shard_1", url, 30, nodes(n1=None, n2=(True, 900, 0.5)))

@@ -229,6 +229,8 @@ class BronzeIngest:
         self.shards = [(f"shard_{i + 1}", StoreDB(url)) for i, url in enumerate(urls)]
         if any(store.kind != "postgresql" for _, store in self.shards):
             raise ConfigError("store_shard_urls: the shards of a sharded store are PostgreSQL servers")
+        self.readers_picked = False
+        self.warnings: list[str] = []  # the run's warnings that belong to no table (a shard read from its primary)
         self.lookback = settings.bronze.lookback_orders
         self.max_loss = settings.bronze.snapshot_max_loss_percent
         snapshots = sorted(t.name for t in SOURCES.values() if not t.incremental)
@@ -537,6 +539,7 @@ class BronzeIngest:
         excel = {t.name: self.read_excel(t, workbooks.get(t.name)) for t in tables if t.origin == "excel"}
         threads = int(self.settings.spark.get("write_threads", 4))
         if any(t.name in SHARDED for t in tables):
+            self.pick_readers()
             self.check_shards()
         # the masters' snapshots first, each read once, and checked against bronze's before any table is written
         snapshots = run_parallel({t.name: (lambda t=t: self.extract_snapshot(t, excel.get(t.name)))
@@ -547,6 +550,25 @@ class BronzeIngest:
         results = [landed[t.name] for t in tables]
         self.record(results)
         return results
+
+    def pick_readers(self) -> None:
+        """Each shard is read from one node for the whole run: its standby when it is up and lags at most
+        ``bronze.standby_max_lag_seconds``, else its primary, with a warning (:func:`apparel.shards.pick_reader`)."""
+        if not self.shards or self.readers_picked:
+            return
+        from apparel.shards import pick_reader
+
+        lag = self.settings.bronze.standby_max_lag_seconds
+        readers = run_parallel({shard: (lambda shard=shard, store=store: pick_reader(shard, store.url, lag))
+                                for shard, store in self.shards}, len(self.shards))
+        self.shards = [(shard, StoreDB(readers[shard].url)) for shard, _ in self.shards]
+        self.readers_picked = True
+        for reader in readers.values():
+            lagging = f", {reader.lag_seconds:g} s behind its primary" if reader.lag_seconds is not None else ""
+            self.log(f"[bronze] {reader.shard}: reading the {reader.role} {reader.node}{lagging}")
+            if reader.warning:
+                self.log(f"  warning: {reader.warning}")
+                self.warnings.append(reader.warning)
 
     def check_shards(self) -> None:
         """On a sharded store: raise :class:`ShardError`, before anything is written, when an order id (of an
