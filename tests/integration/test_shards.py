@@ -4,11 +4,11 @@ the shared dataset seeded through the coordinator by `apparel seed`'s code uncha
 bronze reading orders and order_details from each shard's standby directly (APPAREL_STORE_SHARD_URLS).
 
 What is checked, independently of the pipeline (psycopg on each shard, pandas over the dataset's files, and the
-session's single-database run `shared_lake` of the same dataset and day):
+independent pandas model of the marts over the dataset's files, tests/expected_model.py):
 - PostgreSQL routed every order and all its lines to one shard (hash of order_id), and the shards hold the files;
-- silver and gold equal the single-database run's, whole and type-aware;
+- every gold mart equals the model (as one database's run does in test_pipeline_shared.py), type-aware;
 - bronze tags each row with its shard: per shard exactly the rows that shard holds, and `ops.ingest_runs.shard_rows`
-  accounts for them; bronze without `_shard` equals the single-database run's bronze;
+  accounts for them; bronze holds the files' rows with their columns;
 - a standby stopped: bronze reads that shard's primary, warns, and lands the same rows;
 - a primary killed (SIGKILL to its keeper and PostgreSQL): its standby is promoted, writes through the coordinator
   work again (the time from the kill to the first write is printed), the next run lands and builds exactly the new
@@ -31,13 +31,14 @@ import pandas as pd
 import psycopg
 import pytest
 
+import expected_model as em
 from apparel.catalog import TABLES, Catalog
 from apparel.config import PROJECT_ROOT
 from apparel.errors import ShardError
 from apparel.pipeline import run_layers
 from apparel.seed import seed_dataset
 from apparel.shards import writable
-from conftest import SHARED_RUN_DATE, assert_same_rows, in_parallel, last_order_time, quiet, settings_in
+from conftest import SHARED_RUN_DATE, last_order_time, quiet, settings_in
 
 pytestmark = [pytest.mark.slow]
 SCRIPT = PROJECT_ROOT / "scripts" / "store-shards.sh"
@@ -138,15 +139,28 @@ def test_services_env_points_the_pipeline_at_the_coordinator_and_the_shards(shar
         [reader(url) for url in shard_servers["shards"]]
 
 
-def test_silver_and_gold_equal_the_single_database_run(spark, sharded, shared_lake):
-    ours, single = sharded["catalog"], Catalog(shared_lake.settings)
-    names = sorted(n for n in TABLES if n.split(".")[0] in ("silver", "gold", "quarantine")
-                   and single.exists(spark, n))
-    assert len(names) >= 20
-    in_parallel(names, lambda n: assert_same_rows(ours.read(spark, n), single.read(spark, n)))
+MARTS = {  # gold mart: its independent pandas model over the dataset's files (tests/expected_model.py)
+    "dm_sales_monthly": lambda f, src: em.sales_monthly(f),
+    "dm_product_ranking": em.product_ranking,
+    "dm_region_monthly": em.region_monthly,
+    "dm_basket_pairs": em.basket_pairs,
+    "dm_product_monthly": em.product_monthly,
+    "dm_category_gender_monthly": em.category_gender_monthly,
+    "dm_customer_rfm": em.customer_rfm,
+    "dm_customer_cohorts": lambda f, src: em.customer_cohorts(f),
+}
 
 
-def test_bronze_holds_each_shards_rows_tagged_with_it(spark, sharded, shard_servers, shared_lake):
+def test_gold_equals_the_model_of_the_files(spark, sharded, shared_dataset):
+    """What one database gives (tests/integration/test_pipeline_shared.py checks the same marts against the same
+    model): every mart, type-aware."""
+    src = em.read_sources(shared_dataset)
+    facts = em.fact_lines(src)
+    for mart, model in MARTS.items():
+        em.assert_same(sharded["catalog"].read(spark, f"gold.{mart}"), model(facts, src))
+
+
+def test_bronze_holds_each_shards_rows_tagged_with_it(spark, sharded, shard_servers, shared_dataset):
     catalog = sharded["catalog"]
     for table in ("orders", "order_details"):
         held = per_shard(shard_servers, f"SELECT count(*) FROM {table}")
@@ -157,9 +171,8 @@ def test_bronze_holds_each_shards_rows_tagged_with_it(spark, sharded, shard_serv
         assert [dict(r["shard_rows"]) for r in runs] == [landed]
         assert runs[0]["rows_written"] == sum(landed.values())
         ours = catalog.read(spark, f"bronze.{table}").drop(*LINEAGE)
-        single = Catalog(shared_lake.settings).read(spark, f"bronze.{table}")
-        assert single.select("_shard").distinct().collect() == [(None,)]  # one database: no shard
-        assert_same_rows(ours, single.drop(*LINEAGE))
+        files = pd.read_csv(shared_dataset / f"{table}.csv")
+        assert ours.count() == len(files) and ours.columns == list(files.columns)
     # a master table is read once, from the coordinator, and has no shard column
     assert "_shard" not in catalog.read(spark, "bronze.customers").columns
     assert any("no order id on two shards" in line for line in sharded["log"])
@@ -202,11 +215,11 @@ def test_a_stopped_standby_sends_bronze_to_its_primary_with_a_warning(spark, sha
         time.sleep(1)
 
 
-def test_a_killed_primary_is_replaced_by_its_standby_and_the_next_run_is_right(spark, sharded, shard_servers,
-                                                                              shared_lake):
+def test_a_killed_primary_is_replaced_by_its_standby_and_the_next_run_is_right(spark, sharded, shard_servers):
     from apparel.schemas import SOURCES
 
     coordinator, catalog = shard_servers["coordinator"], sharded["catalog"]
+    facts_before = {f: catalog.count(spark, f) for f in ("silver.fct_orders", "silver.fct_order_lines")}
     killed = time.monotonic()
     shard_servers["script"]("stop-node", "2", "0", "--immediate")
     # new orders (copies of the first five, new ids) written through the coordinator, as soon as it can
@@ -243,9 +256,8 @@ def test_a_killed_primary_is_replaced_by_its_standby_and_the_next_run_is_right(s
         landed = {r["_shard"]: r["count"] for r in catalog.read(spark, f"bronze.{table}").groupBy("_shard")
                   .count().collect()}
         assert landed == {"shard_1": held[0][0][0], "shard_2": held[1][0][0]}
-    single = Catalog(shared_lake.settings)
     for fact, added in (("silver.fct_orders", new_orders), ("silver.fct_order_lines", new_lines)):
-        assert catalog.count(spark, fact) == single.count(spark, fact) + added
+        assert catalog.count(spark, fact) == facts_before[fact] + added
 
 
 def test_an_order_id_on_two_shards_fails_the_run_and_writes_nothing(spark, sharded, shard_servers):
