@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,27 +34,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import machine_context, print_table  # noqa: E402
 
+from apparel.shards import free_base_port  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 PY = str(ROOT / ".venv" / "bin" / "python")
 LAG_SQL = ("SELECT application_name, COALESCE(EXTRACT(EPOCH FROM replay_lag), 0), "
            "pg_wal_lsn_diff(sent_lsn, replay_lsn) FROM pg_stat_replication")
 
 
-def free_base_port() -> int:
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base > 65000:
-            continue
-        try:
-            for k in (1, 2, 11, 12, 20):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", base + k))
-            return base
-        except OSError:
-            continue
-    raise SystemExit("no free ports for the sharded store")
 
 
 def run(cmd: list[str], env: dict, timeout: float = 1800) -> str:

@@ -43,6 +43,28 @@ def server_options(shard_url: str) -> dict[str, str]:
     return opts
 
 
+def free_base_port(shards: int = 2, standbys: int = 1) -> int:
+    """A free ``APPAREL_STORE_SHARDS_PORT`` for scripts/store-shards.sh (tests, benches): the coordinator's port p
+    and those of shard k's node n (p + k + 10 n) and of the monitor (p + 20) all free."""
+    import socket
+
+    offsets = [k + 10 * n for k in range(1, shards + 1) for n in range(standbys + 1)] + ([20] if standbys else [])
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + max(offsets) > 65535:
+            continue
+        try:
+            for k in offsets:
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", base + k))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no free ports for the sharded store")
+
+
 def hosts(url: str) -> list[str]:
     """The ``host:port`` entries of a (multi-host) PostgreSQL URL, in order."""
     netloc = urlparse(url).netloc.rsplit("@", 1)[-1]

@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -37,7 +36,7 @@ from apparel.config import PROJECT_ROOT
 from apparel.errors import ShardError
 from apparel.pipeline import run_layers
 from apparel.seed import seed_dataset
-from apparel.shards import writable
+from apparel.shards import free_base_port, writable
 from conftest import SHARED_RUN_DATE, last_order_time, quiet, settings_in
 
 pytestmark = [pytest.mark.slow]
@@ -45,23 +44,6 @@ SCRIPT = PROJECT_ROOT / "scripts" / "store-shards.sh"
 LINEAGE = ["_ingested_at", "_source", "_batch_id", "_shard"]
 
 
-def free_base_port() -> int:
-    """A port p with the ports of the coordinator (p), the shards' nodes (p+1, p+2, p+11, p+12) and the monitor
-    (p+20) free."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base > 65000:
-            continue
-        try:
-            for k in (1, 2, 11, 12, 20):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", base + k))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no free ports for the sharded store")
 
 
 @pytest.fixture(scope="module")
