@@ -37,6 +37,11 @@ store_url() {
 
 case "$cmd" in
   up)
+    if cdc_on && store_on; then  # the same refusal as `apparel cdc` and `apparel stream` (apparel.cdc.refuse_shards)
+      echo "[services] APPAREL_CDC=1 with APPAREL_STORE_SHARDS=${APPAREL_STORE_SHARDS:-0}: change data capture does not" \
+           "cover a sharded store yet (the coordinator's WAL holds none of the shards' orders; docs/topology.md)" >&2
+      exit 2
+    fi
     if lake_on; then
       bash "$HERE/objectstore.sh" start
       bash "$HERE/trino.sh" start

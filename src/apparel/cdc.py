@@ -25,6 +25,17 @@ from apparel.store import StoreDB
 CONNECTOR_CLASS = "io.debezium.connector.postgresql.PostgresConnector"
 
 
+def refuse_shards(settings) -> None:
+    """Raise :class:`ConfigError` when the store is sharded (``APPAREL_STORE_SHARD_URLS``): the capture reads one
+    database's WAL, and a coordinator's holds none of the orders its shards store (docs/topology.md, *Change
+    data capture and the shards*). A connector per shard primary is not built yet."""
+    if settings.store_shard_urls:
+        raise ConfigError(
+            "change data capture (APPAREL_CDC) does not cover a sharded store (APPAREL_STORE_SHARD_URLS): the "
+            "coordinator's WAL holds none of the shards' orders, so the stream would see none of them; run the "
+            "batch path over the shards (unset APPAREL_CDC), or capture one unsharded store (docs/topology.md)")
+
+
 def _store(settings) -> StoreDB:
     db = StoreDB(settings.store_db)
     if db.kind != "postgresql":
@@ -44,6 +55,7 @@ def capture_db(settings) -> StoreDB:
 def prepare_source(settings, log=print) -> None:
     """Ready the store database for capture; idempotent. Needs the table owner's URL (``APPAREL_STORE_DB``);
     the capture role itself must exist with REPLICATION (``scripts/postgres.sh`` creates it locally)."""
+    refuse_shards(settings)
     cdc = settings.cdc
     db = _store(settings)
     db.create_schema(STORE_TABLES)
@@ -151,6 +163,7 @@ def status(settings, until: float | None = None) -> dict | None:
 def register(settings, log=print, timeout: float = 300) -> dict:
     """Create or update the connector and wait until its task runs; a failed task is restarted once, then
     raises with its trace. A worker that is still starting or rebalancing is waited for, within ``timeout``."""
+    refuse_shards(settings)
     name = settings.cdc.topic_prefix
     deadline = time.monotonic() + timeout
     _request(settings, "PUT", f"/connectors/{name}/config", connector_config(settings), until=deadline)

@@ -240,6 +240,10 @@ def cmd_stream(args) -> int:
     from apparel import stream
 
     settings = _settings(args)
+    if args.action in ("run", "start") and settings.cdc.enabled:
+        from apparel.cdc import refuse_shards
+
+        refuse_shards(settings)
     if args.action == "run":
         from apparel.jobs.stream import main_loop
 

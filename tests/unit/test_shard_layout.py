@@ -110,3 +110,32 @@ def test_bronze_reads_a_standby_that_keeps_up_else_the_primary_with_the_reason()
     assert (promoted.role, promoted.node) == ("standby", "127.0.0.1:1")
     with pytest.raises(SourceError, match="no node of 127.0.0.1:1, 127.0.0.1:2 takes writes"):
         pick_reader("shard_1", url, 30, nodes(n1=None, n2=(True, 900, 0.5)))
+
+
+def test_change_data_capture_over_a_sharded_store_is_refused_before_anything_starts(tmp_path):
+    """The capture reads one database's WAL and a coordinator's holds none of the shards' orders: with APPAREL_CDC
+    on and shards set, preparing the store, registering the connector, starting the stream and the batch's choice
+    of tables fail with one error naming both settings, before any connection (no server runs here)."""
+    import os
+    import subprocess
+    import sys
+
+    import pytest
+
+    from apparel import cdc
+    from apparel.config import PROJECT_ROOT, load_settings
+    from apparel.errors import ConfigError
+    from apparel.jobs.bronze import group_tables
+
+    env = {"APPAREL_CDC": "1", "APPAREL_STORE_DB": "postgresql://apparel@127.0.0.1:1/apparel",
+           "APPAREL_STORE_SHARD_URLS": " ".join(SHARDS), "APPAREL_LAKEHOUSE": str(tmp_path / "lake")}
+    settings = load_settings(environ=env)
+    for call in (cdc.prepare_source, cdc.register, lambda s: group_tables(s, None)):
+        with pytest.raises(ConfigError, match="APPAREL_CDC.*APPAREL_STORE_SHARD_URLS"):
+            call(settings)
+    # unsharded, the same settings choose the batch's tables as before: the captured ones are left to the stream
+    assert [t.name for t in group_tables(load_settings(environ=env | {"APPAREL_STORE_SHARD_URLS": ""}), None)] == \
+        ["customers", "products", "product_categories", "provinces", "cities"]
+    proc = subprocess.run([sys.executable, "-m", "apparel.cli", "stream", "start"], cwd=PROJECT_ROOT,
+                          env=os.environ | env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "does not cover a sharded store" in proc.stderr.splitlines()[-1], proc.stderr

@@ -604,7 +604,12 @@ class BronzeIngest:
 
 
 def group_tables(settings: Settings, groups: list[str] | None) -> list[SourceTable]:
-    """The tables a run of ``groups`` (default: all) lands: with change data capture on, not the captured ones."""
+    """The tables a run of ``groups`` (default: all) lands: with change data capture on, not the captured ones
+    (which a sharded store cannot have: :func:`apparel.cdc.refuse_shards`)."""
+    if settings.cdc.enabled:
+        from apparel.cdc import refuse_shards
+
+        refuse_shards(settings)
     tables = [t for g in groups or list(GROUPS) for t in GROUPS[g]]
     return [t for t in tables if not (settings.cdc.enabled and t.incremental)]
 
