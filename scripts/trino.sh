@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# The project's Trino (SQL over the lakehouse), natively, with no Docker: one node, coordinator and worker.
+# The project's Trino (SQL over the lakehouse), natively, with no Docker: one node, coordinator and worker; with
+# APPAREL_TRINO_WORKERS=N (N >= 1), a coordinator that schedules no work on itself and N workers from the same
+# install (worker k on the coordinator's port + k, its own data and logs under .services/trino/worker-k), all
+# listed in system.runtime.nodes (docs/topology.md).
 #
 #   scripts/trino.sh start    install if missing, configure, start, wait until /v1/info says it has started
 #   scripts/trino.sh stop
@@ -67,18 +70,39 @@ find_java() {
   echo "$best"
 }
 
-launcher() {
-  JAVA_HOME=$JAVA PATH=$JAVA/bin:$PATH "$HOME_T/bin/launcher" --etc-dir "$DIR/etc" --data-dir "$DIR/data" \
-    --pid-file "$DIR/trino.pid" --launcher-log-file "$LOGS/launcher.log" --server-log-file "$LOGS/server.log" "$@"
+launcher() {  # launcher [--node DIR] COMMAND: the launcher of the coordinator (DIR: $DIR) or of a worker
+  local node=$DIR
+  if [ "$1" = --node ]; then node=$2; shift 2; fi
+  JAVA_HOME=$JAVA PATH=$JAVA/bin:$PATH "$HOME_T/bin/launcher" --etc-dir "$node/etc" --data-dir "$node/data" \
+    --pid-file "$node/trino.pid" --launcher-log-file "$node/logs/launcher.log" \
+    --server-log-file "$node/logs/server.log" "$@"
 }
 
 started() { curl -fsS --max-time 5 "http://127.0.0.1:$PORT/v1/info" | grep -q '"starting":false'; }
+# the coordinator lists every worker that announced itself (GET /v1/node: the nodes other than itself)
+workers_listed() {
+  [ "$(curl -fsS --max-time 5 "http://127.0.0.1:$PORT/v1/node" 2>/dev/null | "$PY" -c 'import json, sys
+print(len(json.load(sys.stdin)))' 2>/dev/null)" = "$WORKERS" ]
+}
 
 load_settings
 if [ -z "$APPAREL_TRINO_URL" ]; then echo "[$NAME] APPAREL_TRINO_URL=off: Trino is switched off" >&2; exit 0; fi
 require_local APPAREL_TRINO_URL "$APPAREL_TRINO_URL"
 PORT=$(url_port "$APPAREL_TRINO_URL")
+WORKERS=${APPAREL_TRINO_WORKERS:-0}
+[[ "$WORKERS" =~ ^[0-9]$ ]] || { echo "[$NAME] APPAREL_TRINO_WORKERS=$WORKERS: 0 to 9 workers" >&2; exit 2; }
 mkdir -p "$DIR/data" "$LOGS"
+
+# configure_worker K: worker K's etc (the coordinator's catalog and JVM, its own port and node id)
+configure_worker() {
+  local node=$DIR/worker-$1
+  mkdir -p "$node/data" "$node/logs"
+  rm -rf "$node/etc"; cp -r "$ROOT/conf/trino" "$node/etc"
+  sed -i -e 's/^coordinator=.*/coordinator=false/' -e '/^node-scheduler.include-coordinator=/d' \
+    -e "s/^http-server.http.port=.*/http-server.http.port=$((PORT + $1))/" "$node/etc/config.properties"
+  printf 'node.environment=apparel\nnode.id=apparel-worker-%s\nnode.data-dir=%s\nnode.internal-address=127.0.0.1\n' \
+    "$1" "$node/data" > "$node/etc/node.properties"
+}
 case "${1:-start}" in
   start)
     if pid_alive "$DIR/trino.pid"; then
@@ -91,6 +115,9 @@ case "${1:-start}" in
       rm -rf "$DIR/etc"; cp -r "$ROOT/conf/trino" "$DIR/etc"
       printf 'node.environment=apparel\nnode.id=apparel-local\nnode.data-dir=%s\nnode.internal-address=127.0.0.1\n' \
         "$DIR/data" > "$DIR/etc/node.properties"
+      if [ "$WORKERS" -gt 0 ]; then  # the coordinator only plans and coordinates: the workers run the splits
+        sed -i 's/^node-scheduler.include-coordinator=.*/node-scheduler.include-coordinator=false/' "$DIR/etc/config.properties"
+      fi
       # the ${ENV:...} values of conf/trino/*.properties
       export APPAREL_TRINO_PORT=$PORT APPAREL_S3_ENDPOINT APPAREL_S3_REGION APPAREL_S3_PATH_STYLE \
         APPAREL_TRINO_S3_ACCESS_KEY APPAREL_TRINO_S3_SECRET_KEY APPAREL_TRINO_METASTORE_DIR
@@ -100,9 +127,32 @@ case "${1:-start}" in
     fi
     # a JVM that dies before its logging starts leaves its reason in the launcher's log only
     wait_until 240 "started" "$DIR/trino.pid" "$LOGS/launcher.log $LOGS/server.log" started
-    echo "[$NAME] ready: $APPAREL_TRINO_URL (catalog lakehouse)" >&2
+    for k in $(seq 1 "$WORKERS"); do
+      node=$DIR/worker-$k
+      pid_alive "$node/trino.pid" && continue
+      port_free $((PORT + k)) || { echo "[$NAME] port $((PORT + k)) (worker $k) is in use by another program" >&2; exit 1; }
+      JAVA=${JAVA:-$(find_java)}
+      load_credentials
+      configure_worker "$k"
+      export APPAREL_TRINO_PORT=$PORT APPAREL_S3_ENDPOINT APPAREL_S3_REGION APPAREL_S3_PATH_STYLE \
+        APPAREL_TRINO_S3_ACCESS_KEY APPAREL_TRINO_S3_SECRET_KEY APPAREL_TRINO_METASTORE_DIR
+      unset APPAREL_S3_ACCESS_KEY APPAREL_S3_SECRET_KEY
+      echo "[$NAME] starting worker $k on 127.0.0.1:$((PORT + k)) (logs: $node/logs)" >&2
+      launcher --node "$node" start >&2
+    done
+    if [ "$WORKERS" -gt 0 ]; then
+      wait_until 240 "listing $WORKERS worker(s)" "$DIR/trino.pid" "$DIR/worker-1/logs/server.log" workers_listed
+    fi
+    echo "[$NAME] ready: $APPAREL_TRINO_URL (catalog lakehouse)$([ "$WORKERS" -gt 0 ] && echo ", $WORKERS worker(s)")" >&2
     ;;
   stop)
+    for node in "$DIR"/worker-*; do
+      [ -d "$node" ] && pid_alive "$node/trino.pid" || continue
+      JAVA=${JAVA:-$(find_java)}; launcher --node "$node" stop >&2 || stop_pid "$node/trino.pid"
+      for _ in $(seq 1 30); do pid_alive "$node/trino.pid" || break; sleep 1; done
+      pid_alive "$node/trino.pid" && stop_pid "$node/trino.pid"
+      echo "[$NAME] ${node##*/} stopped" >&2
+    done
     if pid_alive "$DIR/trino.pid"; then
       JAVA=$(find_java); launcher stop >&2 || stop_pid "$DIR/trino.pid"
       for _ in $(seq 1 30); do pid_alive "$DIR/trino.pid" || break; sleep 1; done

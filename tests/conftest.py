@@ -297,12 +297,17 @@ def read_url(store_db: str) -> str:
     return parsed._replace(netloc=f"{READ_ROLE}@{parsed.hostname}:{parsed.port}").geturl()
 
 
+TRINO_WORKERS = "1"  # the tests' Trino: a coordinator that schedules nothing on itself, and one worker
+
+
 @pytest.fixture(scope="session")
 def services():
     """The native object store and Trino, started with the README's command (`make services-up`, which runs
-    scripts/services.sh); stopped at the end (`make services-down`) if this fixture started them."""
+    scripts/services.sh); stopped at the end (`make services-down`) if this fixture started them. Trino runs as a
+    cluster (APPAREL_TRINO_WORKERS=1, docs/topology.md), so every Trino and dashboard test reads through a worker."""
     def make(target: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["make", "-s", target], cwd=PROJECT_ROOT, capture_output=True, text=True)
+        return subprocess.run(["make", "-s", target], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                              env=os.environ | {"APPAREL_TRINO_WORKERS": TRINO_WORKERS})
 
     was_up = make("services-status").returncode == 0
     proc = make("services-up")

@@ -79,6 +79,20 @@ def trino_one(settings, sql: str):
     return execute(settings, sql)[1][0]
 
 
+def test_trino_runs_as_a_coordinator_and_a_worker_that_does_the_work(s3_lake):
+    """APPAREL_TRINO_WORKERS=1 (the tests' services): both nodes in system.runtime.nodes, and a query's tasks run
+    on the worker only (node-scheduler.include-coordinator=false)."""
+    settings = s3_lake["settings"]
+    nodes = execute(settings, "SELECT node_id, coordinator, state FROM system.runtime.nodes ORDER BY node_id")[1]
+    assert [tuple(n) for n in nodes] == [("apparel-local", True, "active"), ("apparel-worker-1", False, "active")]
+    execute(settings, "SELECT count(*), sum(line_revenue) FROM lakehouse.silver.fct_order_lines")
+    query_id = execute(settings, "SELECT query_id FROM system.runtime.queries WHERE state = 'FINISHED' AND "
+                                 "query LIKE '%sum(line_revenue) FROM lakehouse.silver.fct_order_lines' "
+                                 "ORDER BY created DESC LIMIT 1")[1][0][0]
+    ran_on = execute(settings, f"SELECT DISTINCT node_id FROM system.runtime.tasks WHERE query_id = '{query_id}'")[1]
+    assert [r[0] for r in ran_on] == ["apparel-worker-1"]
+
+
 def test_the_run_created_its_bucket_and_registered_every_table(s3_lake):
     assert not s3_lake["existed_before"] and client(s3_lake["settings"]).bucket_exists(s3_lake["bucket"])
     # every Delta table the run wrote into the bucket (a `_delta_log` under lakehouse/<layer>/<table>) was
