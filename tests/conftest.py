@@ -298,16 +298,19 @@ def read_url(store_db: str) -> str:
 
 
 TRINO_WORKERS = "1"  # the tests' Trino: a coordinator that schedules nothing on itself, and one worker
+S3_VOLUME_SERVERS = "2"  # the tests' object store: every object on two volume servers (replication 001)
 
 
 @pytest.fixture(scope="session")
 def services():
     """The native object store and Trino, started with the README's command (`make services-up`, which runs
-    scripts/services.sh); stopped at the end (`make services-down`) if this fixture started them. Trino runs as a
-    cluster (APPAREL_TRINO_WORKERS=1, docs/topology.md), so every Trino and dashboard test reads through a worker."""
+    scripts/services.sh); stopped at the end (`make services-down`) if this fixture started them. Scaled out
+    (docs/topology.md): Trino as a coordinator and a worker, the object store replicated over two volume servers,
+    so every object store, Trino and dashboard test runs on that layout."""
     def make(target: str) -> subprocess.CompletedProcess:
         return subprocess.run(["make", "-s", target], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                              env=os.environ | {"APPAREL_TRINO_WORKERS": TRINO_WORKERS})
+                              env=os.environ | {"APPAREL_TRINO_WORKERS": TRINO_WORKERS,
+                                                "APPAREL_S3_VOLUME_SERVERS": S3_VOLUME_SERVERS})
 
     was_up = make("services-status").returncode == 0
     proc = make("services-up")

@@ -36,6 +36,29 @@ def test_compose_object_store_and_trino_are_the_designs_pinned_images():
     assert services["trino"]["depends_on"] == {"bucket-init": {"condition": "service_completed_successfully"}}
 
 
+def test_compose_scales_out_minio_over_two_nodes_and_trino_over_a_worker():
+    _, spec = compose()
+    services = spec["services"]
+    nodes = [services["object-store"], services["object-store-2"]]
+    assert [n["hostname"] for n in nodes] == ["object-store-1", "object-store-2"]
+    for node in nodes:  # one erasure set over both nodes' two drives each
+        assert node["command"].startswith("server http://object-store-{1...2}:9000/data{1...2} ")
+        assert sorted(v.split(":")[1] for v in node["volumes"]) == ["/data1", "/data2"]
+        assert node["image"] == services["object-store"]["image"]
+    worker = services["trino-worker"]
+    assert worker["image"] == services["trino"]["image"]
+    assert worker["environment"] == services["trino"]["environment"]
+
+    def config(service: dict) -> dict[str, str]:
+        mount = next(v for v in service["volumes"] if v.endswith(":/etc/trino/config.properties:ro"))
+        lines = (PROJECT_ROOT / mount.split(":")[0]).read_text().splitlines()
+        return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+    assert config(services["trino"])["node-scheduler.include-coordinator"] == "false"
+    assert config(worker)["coordinator"] == "false"
+    assert config(worker)["discovery.uri"] == "http://trino:8080"
+
+
 def test_compose_trino_mounts_the_native_catalog_and_provides_every_variable_it_reads():
     _, spec = compose()
     trino = spec["services"]["trino"]
