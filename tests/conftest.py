@@ -63,7 +63,7 @@ def pytest_collection_modifyitems(config, items):
 
 # The modules whose tests use the object store, Trino or Superset (the `services` fixture): under pytest-xdist
 # one worker runs them all, so one process starts those servers and stops them when no test needs them.
-SERVICE_MODULES = {"test_lakehouse_s3.py", "test_notebooks.py", "test_superset.py"}
+SERVICE_MODULES = {"test_lakehouse_s3.py", "test_notebooks.py", "test_superset.py", "test_scaled_services.py"}
 # The modules that read the session's run of the shared dataset (the `shared_lake` fixture, a whole pipeline run):
 # one worker runs them, so that the run is built once. tests/contract/ and the SERVICE_MODULES (their gold in
 # Trino is shared_lake's, their s3a:// run is compared with it) join them.
@@ -297,20 +297,16 @@ def read_url(store_db: str) -> str:
     return parsed._replace(netloc=f"{READ_ROLE}@{parsed.hostname}:{parsed.port}").geturl()
 
 
-TRINO_WORKERS = "1"  # the tests' Trino: a coordinator that schedules nothing on itself, and one worker
-S3_VOLUME_SERVERS = "2"  # the tests' object store: every object on two volume servers (replication 001)
-
-
 @pytest.fixture(scope="session")
 def services():
     """The native object store and Trino, started with the README's command (`make services-up`, which runs
     scripts/services.sh); stopped at the end (`make services-down`) if this fixture started them. Scaled out
-    (docs/topology.md): Trino as a coordinator and a worker, the object store replicated over two volume servers,
-    so every object store, Trino and dashboard test runs on that layout."""
+    like the `stack` fixture's (stack_fixtures.SCALED_OUT)."""
+    from stack_fixtures import SCALED_OUT
+
     def make(target: str) -> subprocess.CompletedProcess:
         return subprocess.run(["make", "-s", target], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                              env=os.environ | {"APPAREL_TRINO_WORKERS": TRINO_WORKERS,
-                                                "APPAREL_S3_VOLUME_SERVERS": S3_VOLUME_SERVERS})
+                              env=os.environ | SCALED_OUT)
 
     was_up = make("services-status").returncode == 0
     proc = make("services-up")

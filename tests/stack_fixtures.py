@@ -15,6 +15,10 @@ import pytest
 from apparel.config import PROJECT_ROOT, load_settings
 
 SCRIPTS = PROJECT_ROOT / "scripts"
+# The tests' services run scaled out (docs/topology.md): Trino as a coordinator that schedules nothing on itself
+# and one worker, the object store replicated over two volume servers; so every object store, Trino and dashboard
+# test runs on that layout. Both fixtures that start the services (`services`, `stack`) use it.
+SCALED_OUT = {"APPAREL_TRINO_WORKERS": "1", "APPAREL_S3_VOLUME_SERVERS": "2"}
 
 
 def _script(name: str, *args: str, env: dict) -> subprocess.CompletedProcess:
@@ -28,7 +32,7 @@ def stack():
     stops at the end."""
     superset_was_up = _script("superset.sh", "status", env=dict(os.environ)).returncode == 0
     others_were_up = _script("services.sh", "status", env=dict(os.environ)).returncode == 0
-    env = dict(os.environ)
+    env = dict(os.environ) | SCALED_OUT
     if superset_was_up:
         if not (env.get("SUPERSET_SECRET_KEY") and env.get("SUPERSET_ADMIN_PASSWORD")):
             pytest.fail("Superset is already running: export the SUPERSET_SECRET_KEY and SUPERSET_ADMIN_PASSWORD "

@@ -31,7 +31,7 @@ from apparel.runlog import last_runs
 from apparel.seed import seed_dataset
 from apparel.spark import apply_s3a
 from apparel.trino_catalog import execute, register_tables, unregister_under
-from conftest import S3_VOLUME_SERVERS, SHARED_RUN_DATE, in_parallel, last_order_time, project_env
+from conftest import SHARED_RUN_DATE, in_parallel, last_order_time, project_env
 from crash_chain import CHAIN, assert_every_kill_survived, assert_same_lakehouse, kill_chain
 from run_lock_helpers import start_holder
 from test_pipeline_shared import SILVER_GOLD
@@ -77,57 +77,6 @@ def test_the_run_after_the_kills_equals_an_uninterrupted_run_on_local_disk(spark
 
 def trino_one(settings, sql: str):
     return execute(settings, sql)[1][0]
-
-
-def test_trino_runs_as_a_coordinator_and_a_worker_that_does_the_work(s3_lake):
-    """APPAREL_TRINO_WORKERS=1 (the tests' services): both nodes in system.runtime.nodes, and a query's tasks run
-    on the worker only (node-scheduler.include-coordinator=false)."""
-    settings = s3_lake["settings"]
-    nodes = execute(settings, "SELECT node_id, coordinator, state FROM system.runtime.nodes ORDER BY node_id")[1]
-    assert [tuple(n) for n in nodes] == [("apparel-local", True, "active"), ("apparel-worker-1", False, "active")]
-    execute(settings, "SELECT count(*), sum(line_revenue) FROM lakehouse.silver.fct_order_lines")
-    query_id = execute(settings, "SELECT query_id FROM system.runtime.queries WHERE state = 'FINISHED' AND "
-                                 "query LIKE '%sum(line_revenue) FROM lakehouse.silver.fct_order_lines' "
-                                 "ORDER BY created DESC LIMIT 1")[1][0][0]
-    ran_on = execute(settings, f"SELECT DISTINCT node_id FROM system.runtime.tasks WHERE query_id = '{query_id}'")[1]
-    assert [r[0] for r in ran_on] == ["apparel-worker-1"]
-
-
-def objectstore(*args: str) -> None:
-    proc = subprocess.run(["bash", str(PROJECT_ROOT / "scripts" / "objectstore.sh"), *args], capture_output=True,
-                          text=True, timeout=120, env=os.environ | {"APPAREL_S3_VOLUME_SERVERS": S3_VOLUME_SERVERS})
-    assert proc.returncode == 0, proc.stderr
-
-
-def test_every_table_reads_with_either_volume_server_down(spark, s3_lake):
-    """APPAREL_S3_VOLUME_SERVERS=2 (the tests' services): replication 001 keeps every object on both volume servers.
-    With one stopped, Spark reads every table's every column and Trino every table (a column of each file); with
-    the other stopped after the first came back, the same: the first had every object again."""
-    catalog, settings = s3_lake["catalog"], s3_lake["settings"]
-    names = [n for n in sorted(TABLES) if catalog.exists(spark, n)]
-
-    def spark_digest(name: str):
-        df = catalog.read(spark, name)
-        return tuple(df.agg(F.count(F.lit(1)), F.sum(F.xxhash64(*df.columns).cast("decimal(38,0)"))).collect()[0])
-
-    def trino_rows(name: str) -> int:
-        layer, table = name.split(".")
-        first = catalog.read(spark, name).columns[0]
-        return execute(settings, f'SELECT count(*), count("{first}") FROM lakehouse.{layer}.{table}')[1][0][0]
-
-    want = in_parallel(names, spark_digest)
-    want_trino = {n: digest[0] for n, digest in want.items()}
-    for down in ("2", "1"):
-        objectstore("stop-volume", down)
-        try:
-            spark.catalog.clearCache()
-            assert in_parallel(names, spark_digest) == want, f"volume server {down} down"
-            assert in_parallel(names, trino_rows) == want_trino, f"volume server {down} down"
-        finally:
-            objectstore("start-volume", down)
-    # both back: writes work again
-    client(settings).put_object(s3_lake["bucket"], "after-volume-restarts", io.BytesIO(b"ok"), 2)
-    client(settings).remove_object(s3_lake["bucket"], "after-volume-restarts")
 
 
 def test_the_run_created_its_bucket_and_registered_every_table(s3_lake):
