@@ -79,9 +79,10 @@ launcher() {  # launcher [--node DIR] COMMAND: the launcher of the coordinator (
 }
 
 started() { curl -fsS --max-time 5 "http://127.0.0.1:$PORT/v1/info" | grep -q '"starting":false'; }
-# the coordinator lists every worker that announced itself (GET /v1/node: the nodes other than itself)
+# the coordinator lists every worker that announced itself (GET /v1/node: the nodes other than itself; like
+# every /v1 resource but /v1/info, it answers 401 to a request that names no user)
 workers_listed() {
-  [ "$(curl -fsS --max-time 5 "http://127.0.0.1:$PORT/v1/node" 2>/dev/null | "$PY" -c 'import json, sys
+  [ "$(curl -fsS --max-time 5 -H 'X-Trino-User: apparel' "http://127.0.0.1:$PORT/v1/node" 2>/dev/null | "$PY" -c 'import json, sys
 print(len(json.load(sys.stdin)))' 2>/dev/null)" = "$WORKERS" ]
 }
 
