@@ -66,8 +66,19 @@ def _upload_tree(mc, folder: Path, bucket: str, prefix: str) -> int:
     return n
 
 
+@pytest.fixture
+def gold_in_trino(gold_in_bucket):
+    """`gold_in_bucket`, registered in Trino as lakehouse.gold.* again if a test in between re-pointed or dropped
+    those names (test_lakehouse_s3.py registers its own lakehouse's under them): each test reads this gold,
+    whatever ran before it."""
+    from apparel.trino_catalog import register_tables
+
+    register_tables(gold_in_bucket["s3"], log=lambda m: None)
+    return gold_in_bucket
+
+
 @pytest.fixture(scope="session")
-def gold_in_trino(stack, shared_lake):
+def gold_in_bucket(stack, shared_lake):
     """The shared dataset through bronze, silver and gold on local disk (the session's `shared_lake`, read-only,
     whose APPAREL_LIVE_NOW is the dataset's last order time, so gold.dm_sales_live holds its last two days), every
     gold table copied as it is (Delta files) into a fresh bucket, and registered in Trino as lakehouse.gold.*."""
