@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -57,6 +58,22 @@ def jvm_peak_kib() -> int | None:
     """VmHWM of this process's Spark JVM (its java descendant), while it is still alive."""
     jvms = java_descendants(os.getpid())
     return vm_hwm_kib(jvms[0]) if jvms else None
+
+
+def free_ports(n: int) -> int:
+    """The first of ``n`` consecutive free ports on 127.0.0.1 (a server and the ports it derives from its own)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        try:
+            for k in range(1, n):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", base + k))
+            return base
+        except OSError:
+            continue
+    raise SystemExit(f"no {n} consecutive free ports")
 
 
 def machine_context() -> list[tuple[str, str]]:

@@ -16,7 +16,6 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,27 +23,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import machine_context, print_table  # noqa: E402
+from benchlib import free_ports, machine_context, print_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = str(ROOT / ".venv" / "bin" / "python")
 LAYER = re.compile(r"^\s*([\d.]+)s \[(bronze|silver|gold)\]")
 DONE = re.compile(r"done in ([\d.]+)s")
-
-
-def free_ports(n: int) -> int:
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        try:
-            for k in range(1, n):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", base + k))
-            return base
-        except OSError:
-            continue
-    raise SystemExit(f"no {n} consecutive free ports")
 
 
 def run(cmd: list[str], env: dict, timeout: float = 3600) -> str:

@@ -17,7 +17,6 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,27 +26,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import machine_context, print_table  # noqa: E402
+from benchlib import free_ports, machine_context, print_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = str(ROOT / ".venv" / "bin" / "python")
 TABLES = ("orders", "order_details")
 LINE = re.compile(r"^\s*\S*\s+(orders|order_details)\s+([\d,]+) new rows.*\(([\d.]+)s\)")
-
-
-def free_ports(n: int) -> int:
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        try:
-            for k in range(1, n):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", base + k))
-            return base
-        except OSError:
-            continue
-    raise SystemExit(f"no {n} consecutive free ports")
 
 
 def run(cmd: list[str], env: dict, timeout: float = 3600, with_log: bool = False) -> str:
