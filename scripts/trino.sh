@@ -94,6 +94,23 @@ WORKERS=${APPAREL_TRINO_WORKERS:-0}
 [[ "$WORKERS" =~ ^[0-9]$ ]] || { echo "[$NAME] APPAREL_TRINO_WORKERS=$WORKERS: 0 to 9 workers" >&2; exit 2; }
 mkdir -p "$DIR/data" "$LOGS"
 
+# the ${ENV:...} values of conf/trino/*.properties, for a node about to start; Trino has its own, read-only key
+catalog_env() {
+  load_credentials
+  export APPAREL_TRINO_PORT=$PORT APPAREL_S3_ENDPOINT APPAREL_S3_REGION APPAREL_S3_PATH_STYLE \
+    APPAREL_TRINO_S3_ACCESS_KEY APPAREL_TRINO_S3_SECRET_KEY APPAREL_TRINO_METASTORE_DIR
+  unset APPAREL_S3_ACCESS_KEY APPAREL_S3_SECRET_KEY
+}
+
+# stop_node DIR WHAT: stop the node whose folder is DIR (the launcher, else its pid), within 30 s
+stop_node() {
+  JAVA=${JAVA:-$(find_java)}
+  launcher --node "$1" stop >&2 || stop_pid "$1/trino.pid"
+  for _ in $(seq 1 30); do pid_alive "$1/trino.pid" || break; sleep 1; done
+  pid_alive "$1/trino.pid" && stop_pid "$1/trino.pid"
+  echo "[$NAME] $2 stopped" >&2
+}
+
 # configure_worker K: worker K's etc (the coordinator's catalog and JVM, its own port and node id)
 configure_worker() {
   local node=$DIR/worker-$1
@@ -112,17 +129,13 @@ case "${1:-start}" in
       install_trino
       JAVA=$(find_java)
       port_free "$PORT" || { echo "[$NAME] port $PORT (APPAREL_TRINO_URL) is in use by another program" >&2; exit 1; }
-      load_credentials
       rm -rf "$DIR/etc"; cp -r "$ROOT/conf/trino" "$DIR/etc"
       printf 'node.environment=apparel\nnode.id=apparel-local\nnode.data-dir=%s\nnode.internal-address=127.0.0.1\n' \
         "$DIR/data" > "$DIR/etc/node.properties"
       if [ "$WORKERS" -gt 0 ]; then  # the coordinator only plans and coordinates: the workers run the splits
         sed -i 's/^node-scheduler.include-coordinator=.*/node-scheduler.include-coordinator=false/' "$DIR/etc/config.properties"
       fi
-      # the ${ENV:...} values of conf/trino/*.properties
-      export APPAREL_TRINO_PORT=$PORT APPAREL_S3_ENDPOINT APPAREL_S3_REGION APPAREL_S3_PATH_STYLE \
-        APPAREL_TRINO_S3_ACCESS_KEY APPAREL_TRINO_S3_SECRET_KEY APPAREL_TRINO_METASTORE_DIR
-      unset APPAREL_S3_ACCESS_KEY APPAREL_S3_SECRET_KEY  # Trino has its own, read-only key
+      catalog_env
       echo "[$NAME] starting Trino $VERSION on 127.0.0.1:$PORT with $JAVA (logs: $LOGS)" >&2
       launcher start >&2
     fi
@@ -133,11 +146,8 @@ case "${1:-start}" in
       pid_alive "$node/trino.pid" && continue
       port_free $((PORT + k)) || { echo "[$NAME] port $((PORT + k)) (worker $k) is in use by another program" >&2; exit 1; }
       JAVA=${JAVA:-$(find_java)}
-      load_credentials
       configure_worker "$k"
-      export APPAREL_TRINO_PORT=$PORT APPAREL_S3_ENDPOINT APPAREL_S3_REGION APPAREL_S3_PATH_STYLE \
-        APPAREL_TRINO_S3_ACCESS_KEY APPAREL_TRINO_S3_SECRET_KEY APPAREL_TRINO_METASTORE_DIR
-      unset APPAREL_S3_ACCESS_KEY APPAREL_S3_SECRET_KEY
+      catalog_env
       echo "[$NAME] starting worker $k on 127.0.0.1:$((PORT + k)) (logs: $node/logs)" >&2
       launcher --node "$node" start >&2
     done
@@ -149,16 +159,10 @@ case "${1:-start}" in
   stop)
     for node in "$DIR"/worker-*; do
       [ -d "$node" ] && pid_alive "$node/trino.pid" || continue
-      JAVA=${JAVA:-$(find_java)}; launcher --node "$node" stop >&2 || stop_pid "$node/trino.pid"
-      for _ in $(seq 1 30); do pid_alive "$node/trino.pid" || break; sleep 1; done
-      pid_alive "$node/trino.pid" && stop_pid "$node/trino.pid"
-      echo "[$NAME] ${node##*/} stopped" >&2
+      stop_node "$node" "${node##*/}"
     done
     if pid_alive "$DIR/trino.pid"; then
-      JAVA=$(find_java); launcher stop >&2 || stop_pid "$DIR/trino.pid"
-      for _ in $(seq 1 30); do pid_alive "$DIR/trino.pid" || break; sleep 1; done
-      pid_alive "$DIR/trino.pid" && stop_pid "$DIR/trino.pid"
-      echo "[$NAME] stopped" >&2
+      stop_node "$DIR" coordinator
     else
       echo "[$NAME] not running" >&2
     fi
