@@ -9,11 +9,15 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 export TZ=UTC  # the store's timestamps are naive; tests compare them as UTC
 mkdir -p artifacts
-# Debian's Chromium for the dashboard tests (Playwright drives it; browsers are never downloaded)
+# Debian's Chromium for the dashboard tests (Playwright drives it; browsers are never downloaded), installed while
+# the class archive below builds (apt waits on the network and dpkg, the archive on the CPU)
+chromium_install=
 if [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" -eq 0 ]; then
-    echo "[test] installing Debian's chromium for the browser tests" >&2
-    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2
+    echo "[test] installing Debian's chromium for the browser tests (log: artifacts/chromium-install.log)" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+      > artifacts/chromium-install.log 2>&1 &
+    chromium_install=$!
   else
     echo "[test] /usr/bin/chromium is missing: run 'sudo apt-get install chromium' (the browser test needs it)" >&2
   fi
@@ -22,6 +26,11 @@ fi
 # (the tests' sessions, the CLI's, Airflow's spark-submits) starts from it; built once (about a minute), cached
 archive=$(APPAREL_ENV=ci .venv/bin/apparel cds)
 echo "[test] the Spark class archive: $archive" >&2
+if [ -n "$chromium_install" ] && ! wait "$chromium_install"; then
+  echo "[test] installing chromium failed:" >&2
+  tail -20 artifacts/chromium-install.log >&2
+  exit 1
+fi
 services_were_up=0
 bash scripts/services.sh status >/dev/null 2>&1 && services_were_up=1
 status=0

@@ -155,8 +155,8 @@ def kill_chain(spark, settings: Settings, env: dict[str, str], run_date: str, fo
     catalog = Catalog(settings)
     folder.mkdir(parents=True, exist_ok=True)
     kills = []
+    before = versions(spark, catalog)
     for i, (case, layer, point) in enumerate(chain, 1):
-        before = versions(spark, catalog)
         marker, out = folder / f"marker-{i}", folder / f"run-{i}.log"
         started = time.monotonic()
         proc = _start(env, run_date, point, marker, out)
@@ -198,6 +198,7 @@ def kill_chain(spark, settings: Settings, env: dict[str, str], run_date: str, fo
         kill.problems += _bronze_problems(spark, catalog, settings, kill.after)
         log(kill.row(store))
         kills.append(kill)
+        before = kill.after  # nothing but the runs writes this lakehouse: the next run starts from what this kill left
     out = folder / "run-final.log"
     proc = _start(env, run_date, None, folder / "marker-final", out)
     rc = proc.wait(timeout=REACH_TIMEOUT)
