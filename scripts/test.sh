@@ -18,6 +18,8 @@ if [ ! -x /usr/bin/chromium ]; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
       > artifacts/chromium-install.log 2>&1 &
     chromium_install=$!
+    # an early exit (the class archive failing) still waits for apt: never leave dpkg half done
+    trap 'wait "$chromium_install" 2>/dev/null || true' EXIT
   else
     echo "[test] /usr/bin/chromium is missing: run 'sudo apt-get install chromium' (the browser test needs it)" >&2
   fi
@@ -31,6 +33,7 @@ if [ -n "$chromium_install" ] && ! wait "$chromium_install"; then
   tail -20 artifacts/chromium-install.log >&2
   exit 1
 fi
+trap - EXIT
 services_were_up=0
 bash scripts/services.sh status >/dev/null 2>&1 && services_were_up=1
 status=0
