@@ -78,6 +78,29 @@ launcher() {  # launcher [--node DIR] COMMAND: the launcher of the coordinator (
     --server-log-file "$node/logs/server.log" "$@"
 }
 
+# node_jvm DIR: the pid of the JVM of the node whose folder is DIR, found by its command line (the launcher passes
+# -Dconfig=DIR/etc/config.properties); nothing when none runs
+node_jvm() {
+  local f pid
+  for f in /proc/[0-9]*/cmdline; do
+    pid=${f#/proc/}; pid=${pid%/cmdline}
+    tr '\0' '\n' < "$f" 2>/dev/null | grep -qxF -- "-Dconfig=$1/etc/config.properties" || continue
+    running_pid "$pid" && { echo "$pid"; return 0; }
+  done
+  return 1
+}
+# adopt DIR: make DIR/trino.pid name the node's JVM. The launcher writes the pid of the process it forks, which
+# is the JVM once it execs; once in a while (seen in CI) the file kept a pid that was not the JVM's, so that
+# start took the node for stopped (then found its port taken) and stop left it running.
+adopt() {
+  local pid
+  pid=$(node_jvm "$1") || return 0
+  if [ "$(cat "$1/trino.pid" 2>/dev/null)" != "$pid" ]; then
+    [ -s "$1/trino.pid" ] && echo "[$NAME] ${1##*/}: the pid file said $(cat "$1/trino.pid"), the JVM is $pid" >&2
+    echo "$pid" > "$1/trino.pid"
+  fi
+}
+
 started() { curl -fsS --max-time 5 "http://127.0.0.1:$PORT/v1/info" | grep -q '"starting":false'; }
 # the coordinator lists every worker that announced itself (GET /v1/node: the nodes other than itself; like
 # every /v1 resource but /v1/info, it answers 401 to a request that names no user)
@@ -123,6 +146,7 @@ configure_worker() {
 }
 case "${1:-start}" in
   start)
+    adopt "$DIR"
     if pid_alive "$DIR/trino.pid"; then
       echo "[$NAME] already running on 127.0.0.1:$PORT" >&2
     else
@@ -138,11 +162,14 @@ case "${1:-start}" in
       catalog_env
       echo "[$NAME] starting Trino $VERSION on 127.0.0.1:$PORT with $JAVA (logs: $LOGS)" >&2
       launcher start >&2
+      wait_until 30 "running its JVM" "" "$LOGS/launcher.log" node_jvm "$DIR"
+      adopt "$DIR"
     fi
     # a JVM that dies before its logging starts leaves its reason in the launcher's log only
     wait_until 240 "started" "$DIR/trino.pid" "$LOGS/launcher.log $LOGS/server.log" started
     for k in $(seq 1 "$WORKERS"); do
       node=$DIR/worker-$k
+      adopt "$node"
       pid_alive "$node/trino.pid" && continue
       port_free $((PORT + k)) || { echo "[$NAME] port $((PORT + k)) (worker $k) is in use by another program" >&2; exit 1; }
       JAVA=${JAVA:-$(find_java)}
@@ -150,6 +177,8 @@ case "${1:-start}" in
       catalog_env
       echo "[$NAME] starting worker $k on 127.0.0.1:$((PORT + k)) (logs: $node/logs)" >&2
       launcher --node "$node" start >&2
+      wait_until 30 "running worker $k's JVM" "" "$node/logs/launcher.log" node_jvm "$node"
+      adopt "$node"
     done
     if [ "$WORKERS" -gt 0 ]; then
       wait_until 240 "listing $WORKERS worker(s)" "$DIR/trino.pid" "$DIR/worker-1/logs/server.log" workers_listed
@@ -158,9 +187,10 @@ case "${1:-start}" in
     ;;
   stop)
     for node in "$DIR"/worker-*; do
-      [ -d "$node" ] && pid_alive "$node/trino.pid" || continue
+      [ -d "$node" ] && adopt "$node" && pid_alive "$node/trino.pid" || continue
       stop_node "$node" "${node##*/}"
     done
+    adopt "$DIR"
     if pid_alive "$DIR/trino.pid"; then
       stop_node "$DIR" coordinator
     else
@@ -168,6 +198,7 @@ case "${1:-start}" in
     fi
     ;;
   status)
+    adopt "$DIR"
     if pid_alive "$DIR/trino.pid"; then echo "[$NAME] running: $APPAREL_TRINO_URL" >&2; else echo "[$NAME] stopped" >&2; exit 3; fi
     ;;
   *)

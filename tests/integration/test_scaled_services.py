@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
@@ -75,3 +76,32 @@ def digest(spark, catalog: Catalog, name: str) -> tuple:
     """Rows and an order-independent hash of every column: reading it reads every data file whole."""
     df = catalog.read(spark, name)
     return tuple(df.agg(F.count(F.lit(1)), F.sum(F.xxhash64(*df.columns).cast("decimal(38,0)"))).collect()[0])
+
+
+def test_a_pid_file_that_does_not_name_the_jvm_is_corrected_not_restarted(gold_in_trino):
+    """scripts/trino.sh finds each node's JVM by its command line: a pid file naming another process (once seen in
+    CI: the launcher's pid, not the JVM's) is rewritten, and `start` finds both nodes running instead of failing on
+    their taken ports; `status` likewise for the coordinator."""
+    trino_dir = PROJECT_ROOT / ".services" / "trino"
+    worker, coordinator = trino_dir / "worker-1" / "trino.pid", trino_dir / "trino.pid"
+    jvms = {f: int(f.read_text()) for f in (worker, coordinator)}
+    for f in jvms:
+        cmdline = (Path("/proc") / str(jvms[f]) / "cmdline").read_bytes().split(b"\0")
+        assert f"-Dconfig={f.parent}/etc/config.properties".encode() in cmdline, f
+    env = os.environ | SCALED_OUT
+    with subprocess.Popen(["sleep", "60"]) as other:  # a live process that is no Trino node
+        try:
+            worker.write_text(f"{other.pid}\n")
+            proc = subprocess.run(["bash", str(PROJECT_ROOT / "scripts" / "trino.sh"), "start"], capture_output=True,
+                                  text=True, timeout=300, env=env)
+            assert proc.returncode == 0, proc.stderr
+            assert f"worker-1: the pid file said {other.pid}, the JVM is {jvms[worker]}" in proc.stderr
+            assert "starting" not in proc.stderr, proc.stderr
+            coordinator.write_text(f"{other.pid}\n")
+            proc = subprocess.run(["bash", str(PROJECT_ROOT / "scripts" / "trino.sh"), "status"], capture_output=True,
+                                  text=True, timeout=60, env=env)
+            assert proc.returncode == 0 and "running" in proc.stderr, proc.stderr
+        finally:
+            other.kill()
+    assert {f: int(f.read_text()) for f in jvms} == jvms
+    assert execute(gold_in_trino["s3"], "SELECT count(*) FROM system.runtime.nodes")[1][0][0] == 2
