@@ -3,7 +3,8 @@ next crash point (src/apparel/crashpoints.py) and killed there with SIGKILL (its
 Spark JVM and its Python workers), then one run that is left to finish.
 
 After each kill, on the lakehouse as the kill left it (README, *Crash safety*):
-- every table reads, at the newest version of its Delta log; the killed commit is not visible (the held table's
+- every table reads, at the newest version of its Delta log (read again only when its version moved since the
+  kill before: a log with no new entry is the table checked then); the killed commit is not visible (the held table's
   version is the one before the run for ``writing:``, one more for ``committed:``);
 - at ``writing:`` the table's folder held a data file no log entry names (the kill did land inside a commit);
 - bronze holds no row twice: per incremental table no key more often than the source has it, and each snapshot
@@ -42,6 +43,11 @@ CHAIN = [
     ("during a commit", "gold", "writing:gold.dm_sales_monthly"),
     ("between commits", "gold", "committed:gold.dm_sales_monthly"),
 ]
+# on s3a://, the points where the object store behaves otherwise than a local disk: the landing area written (no
+# rename there) and, in every layer, a commit's data files stored while its log entry is not (the log entry is a
+# PUT). Between commits nothing is in flight, the same on either store: that case is left to the local chain, which
+# saves two runs through silver (about 200 s of CI)
+S3_CHAIN = [c for c in CHAIN if c[1] == "bronze" or c[0] == "during a commit"]
 LINEAGE = ("_ingested_at", "_source", "_batch_id")  # bronze's columns of when and how a row was landed
 REACH_TIMEOUT = 900  # seconds for a run to reach its point (a cold run takes 150-400 s on the CI machine)
 
@@ -121,13 +127,13 @@ def _kill(proc: subprocess.Popen) -> None:
     assert with_group, "the run's process group was gone before the kill"
 
 
-def _bronze_problems(spark, catalog: Catalog, settings: Settings, versions_now: dict[str, int | None]) -> list[str]:
+def _bronze_problems(spark, catalog: Catalog, settings: Settings, names: set[str]) -> list[str]:
+    """Bronze tables among ``names`` that hold a key more often than the source (incremental tables) or more than
+    one batch (snapshots)."""
     problems = []
     store = StoreDB(settings.store_db)
-    for name in sorted(n for n in TABLES if n.startswith("bronze.") and n.split(".")[1] in SOURCES):
+    for name in sorted(n for n in names if n.startswith("bronze.") and n.split(".")[1] in SOURCES):
         table = SOURCES[name.split(".")[1]]
-        if versions_now[name] is None:
-            continue
         df = catalog.read(spark, name)
         if table.incremental:
             key = list(table.key)
@@ -156,6 +162,9 @@ def kill_chain(spark, settings: Settings, env: dict[str, str], run_date: str, fo
     folder.mkdir(parents=True, exist_ok=True)
     kills = []
     before = versions(spark, catalog)
+    # the version of each table found readable and, in bronze, without a duplicate after an earlier kill: a table
+    # still at that version (its log has no new entry, not even a partial one) is the same table, checked already
+    checked: dict[str, int] = {}
     for i, (case, layer, point) in enumerate(chain, 1):
         marker, out = folder / f"marker-{i}", folder / f"run-{i}.log"
         started = time.monotonic()
@@ -193,9 +202,11 @@ def kill_chain(spark, settings: Settings, env: dict[str, str], run_date: str, fo
                 return f"{n} does not read: {str(e).splitlines()[0]}"
             return None
 
-        found = in_parallel([n for n, v in kill.after.items() if v is not None], unreadable)
+        changed = {n for n, v in kill.after.items() if v is not None and checked.get(n) != v}
+        found = in_parallel(sorted(changed), unreadable)
         kill.problems += [p for p in found.values() if p]
-        kill.problems += _bronze_problems(spark, catalog, settings, kill.after)
+        kill.problems += _bronze_problems(spark, catalog, settings, changed)
+        checked |= {n: kill.after[n] for n in changed if not found[n]}
         log(kill.row(store))
         kills.append(kill)
         before = kill.after  # nothing but the runs writes this lakehouse: the next run starts from what this kill left
@@ -217,10 +228,10 @@ def without_lineage(df):
     return df.drop(*[c for c in LINEAGE if c in df.columns])
 
 
-def assert_every_kill_survived(kills: list[Kill], store: str) -> None:
-    """The chain went through every point of CHAIN, no kill left a problem, and each kill during a commit found
-    the commit's first data file written while its log entry was not."""
-    assert [(k.case, k.layer, k.point) for k in kills] == CHAIN
+def assert_every_kill_survived(kills: list[Kill], store: str, chain=CHAIN) -> None:
+    """The chain went through every point of ``chain``, no kill left a problem, and each kill during a commit
+    found the commit's first data file written while its log entry was not."""
+    assert [(k.case, k.layer, k.point) for k in kills] == chain
     assert not [k.row(store) for k in kills if k.problems]
     assert all(k.stray_files for k in kills if k.point.startswith("writing:"))
 

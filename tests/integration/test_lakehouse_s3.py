@@ -1,8 +1,8 @@
 """The lakehouse on the object store, read by Trino: the real SeaweedFS and the real Trino, started by the
 project's own script (the `services` fixture), the shared dataset run through `apparel run` with an s3a://
-lakehouse and landing area (each run killed at the next crash point of tests/crash_chain.py, then one run to the
-end, which must equal the uninterrupted run on local disk), then Trino's answers compared with Spark's and with
-pandas over the source files."""
+lakehouse and landing area (each run killed at the next crash point of tests/crash_chain.py's S3_CHAIN, then one
+run to the end, which must equal the uninterrupted run on local disk), then Trino's answers compared with Spark's
+and with pandas over the source files."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from apparel.seed import seed_dataset
 from apparel.spark import apply_s3a
 from apparel.trino_catalog import execute, register_tables, unregister_under
 from conftest import SHARED_RUN_DATE, in_parallel, last_order_time, project_env
-from crash_chain import CHAIN, assert_every_kill_survived, assert_same_lakehouse, kill_chain
+from crash_chain import S3_CHAIN, assert_every_kill_survived, assert_same_lakehouse, kill_chain
 from run_lock_helpers import start_holder
 from test_pipeline_shared import SILVER_GOLD
 
@@ -58,7 +58,8 @@ def s3_lake(services, spark, shared_dataset, tmp_path_factory):
     existed_before = client(settings).bucket_exists(bucket)
     seed_dataset(settings, shared_dataset, log=lambda _msg: None)
     apply_s3a(spark, settings)  # the session reads what the runs write
-    kills, output = kill_chain(spark, settings, env, SHARED_RUN_DATE.isoformat(), tmp / "runs", "s3a")
+    kills, output = kill_chain(spark, settings, env, SHARED_RUN_DATE.isoformat(), tmp / "runs", "s3a",
+                               chain=S3_CHAIN)
     yield {"settings": settings, "catalog": Catalog(settings), "bucket": bucket, "env": env, "tmp": tmp,
            "output": output, "existed_before": existed_before, "kills": kills,
            "facts": em.fact_lines(em.read_sources(shared_dataset))}
@@ -68,7 +69,7 @@ def s3_lake(services, spark, shared_dataset, tmp_path_factory):
 
 
 def test_kills_on_the_object_store_leave_every_table_at_its_last_commit_and_bronze_without_a_duplicate(s3_lake):
-    assert_every_kill_survived(s3_lake["kills"], "s3a")
+    assert_every_kill_survived(s3_lake["kills"], "s3a", S3_CHAIN)
 
 
 def test_the_run_after_the_kills_equals_an_uninterrupted_run_on_local_disk(spark, s3_lake, shared_lake):
@@ -291,7 +292,7 @@ def test_one_run_at_a_time_on_the_object_store(spark, s3_lake):
     # behind
     runs = last_runs(spark, settings)
     assert {(r["command"], r["layers"], r["trigger"]) for r in runs} == {("run", "bronze,silver,gold", "cli")}
-    assert [r["status"] for r in runs] == ["succeeded"] + ["abandoned"] * len(CHAIN)
+    assert [r["status"] for r in runs] == ["succeeded"] + ["abandoned"] * len(S3_CHAIN)
     lake = S3Location.parse(settings.lakehouse)
     key = f"{lake.key}/{LOCK_PATH}"
     assert key not in {o.object_name for o in client(settings).list_objects(lake.bucket, prefix=lake.key + "/_apparel/",
