@@ -82,9 +82,9 @@ launcher() {  # launcher [--node DIR] COMMAND: the launcher of the coordinator (
 # -Dconfig=DIR/etc/config.properties); nothing when none runs
 node_jvm() {
   local f pid
-  for f in /proc/[0-9]*/cmdline; do
+  # one grep over every process's NUL-separated arguments (-z), each compared whole (-x) and literally (-F)
+  for f in $(grep -lzxF -- "-Dconfig=$1/etc/config.properties" /proc/[0-9]*/cmdline 2>/dev/null); do
     pid=${f#/proc/}; pid=${pid%/cmdline}
-    tr '\0' '\n' < "$f" 2>/dev/null | grep -qxF -- "-Dconfig=$1/etc/config.properties" || continue
     running_pid "$pid" && { echo "$pid"; return 0; }
   done
   return 1
@@ -100,6 +100,8 @@ adopt() {
     echo "$pid" > "$1/trino.pid"
   fi
 }
+# node_running DIR: whether the node whose folder is DIR runs, its pid file made true first (adopt)
+node_running() { adopt "$1"; pid_alive "$1/trino.pid"; }
 
 started() { curl -fsS --max-time 5 "http://127.0.0.1:$PORT/v1/info" | grep -q '"starting":false'; }
 # the coordinator lists every worker that announced itself (GET /v1/node: the nodes other than itself; like
@@ -146,8 +148,7 @@ configure_worker() {
 }
 case "${1:-start}" in
   start)
-    adopt "$DIR"
-    if pid_alive "$DIR/trino.pid"; then
+    if node_running "$DIR"; then
       echo "[$NAME] already running on 127.0.0.1:$PORT" >&2
     else
       install_trino
@@ -169,8 +170,7 @@ case "${1:-start}" in
     wait_until 240 "started" "$DIR/trino.pid" "$LOGS/launcher.log $LOGS/server.log" started
     for k in $(seq 1 "$WORKERS"); do
       node=$DIR/worker-$k
-      adopt "$node"
-      pid_alive "$node/trino.pid" && continue
+      node_running "$node" && continue
       port_free $((PORT + k)) || { echo "[$NAME] port $((PORT + k)) (worker $k) is in use by another program" >&2; exit 1; }
       JAVA=${JAVA:-$(find_java)}
       configure_worker "$k"
@@ -187,19 +187,17 @@ case "${1:-start}" in
     ;;
   stop)
     for node in "$DIR"/worker-*; do
-      [ -d "$node" ] && adopt "$node" && pid_alive "$node/trino.pid" || continue
+      [ -d "$node" ] && node_running "$node" || continue
       stop_node "$node" "${node##*/}"
     done
-    adopt "$DIR"
-    if pid_alive "$DIR/trino.pid"; then
+    if node_running "$DIR"; then
       stop_node "$DIR" coordinator
     else
       echo "[$NAME] not running" >&2
     fi
     ;;
   status)
-    adopt "$DIR"
-    if pid_alive "$DIR/trino.pid"; then echo "[$NAME] running: $APPAREL_TRINO_URL" >&2; else echo "[$NAME] stopped" >&2; exit 3; fi
+    if node_running "$DIR"; then echo "[$NAME] running: $APPAREL_TRINO_URL" >&2; else echo "[$NAME] stopped" >&2; exit 3; fi
     ;;
   *)
     echo "usage: $0 {start|stop|status}" >&2; exit 2
