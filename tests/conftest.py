@@ -25,8 +25,9 @@ from apparel.config import PROJECT_ROOT, Settings, load_settings
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="apparel-airflow-tests-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
-# the services stack with Superset, and gold in Trino: tests/stack_fixtures.py
-pytest_plugins = ["stack_fixtures"]
+# the services stack with Superset, and gold in Trino: tests/stack_fixtures.py; each test's CPU seconds:
+# tests/cpu_accounting.py
+pytest_plugins = ["stack_fixtures", "cpu_accounting"]
 
 # The order the tests run in, so that a broken transform fails within minutes: the unit tests, then the
 # integration tests that need no service (first those that compare the transforms with the independent model),

@@ -1,6 +1,7 @@
-"""The `apparel` command as a user runs it: seed, run (summary and report), query, status, one-line errors (those
-found before Spark starts from the command line; a Spark error of `apparel query` through the CLI's entry point in
-the session's Spark, which the command would otherwise start for it alone)."""
+"""The `apparel` command as a user runs it: seed and run (summary and report) as commands of their own, then query
+and status, one-line errors (those found before Spark starts from the command line). `apparel query` and `apparel
+status` after the run, and a Spark error of `apparel query`, go through the CLI's entry point in the session's Spark,
+which each command would otherwise start for it alone (about 25 CPU seconds of a fresh JVM each, on 2 cores)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,21 @@ def apparel(env, *args, check=True):
     return proc
 
 
-def test_seed_run_query_status(env, tmp_path):
+def in_session(env, monkeypatch, *args) -> tuple[int, str, str]:
+    """``apparel ARGS`` through the CLI's entry point in this process (the session's Spark), with ``env``'s
+    settings; returns the exit code, stdout and stderr."""
+    for key in [k for k in os.environ if k.startswith("APPAREL_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        if key.startswith("APPAREL_"):
+            monkeypatch.setenv(key, value)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = cli.main(list(args))
+    return rc, out.getvalue(), err.getvalue()
+
+
+def test_seed_run_query_status(spark, env, tmp_path, monkeypatch):
     out = apparel(env, "seed", "--scale", "0.1", "--seed", "3").stdout
     sample = tmp_path / "sample"
     generate(sample, scale=0.1, seed=3)  # the same sample, to count independently
@@ -58,10 +73,13 @@ def test_seed_run_query_status(env, tmp_path):
         assert caption in text
     assert "<svg" in text
 
-    q = apparel(env, "query", "SELECT count(*) AS n, sum(line_revenue) AS rev FROM silver.fct_order_lines").stdout
+    rc, q, err = in_session(env, monkeypatch, "query",
+                            "SELECT count(*) AS n, sum(line_revenue) AS rev FROM silver.fct_order_lines")
+    assert rc == 0, err
     assert re.search(rf"^\s*{len(lines)}\s+{revenue}\s*$", q, re.M), q
 
-    status = apparel(env, "status").stdout
+    rc, status, err = in_session(env, monkeypatch, "status")
+    assert rc == 0, err
     assert re.search(rf"bronze\.order_details\s+{len(lines):,}\s+\d+", status), status
     assert re.search(r"gold\.dm_sales_monthly\s+\d+", status), status
     # the run lock is free again, and the run is the run log's one row, ended
@@ -86,15 +104,8 @@ def test_errors_are_one_line(env):
 def test_a_spark_error_is_one_line(spark, env, monkeypatch):
     """What Spark rejects (a schema that is no layer) reaches the user as one line, no traceback: `apparel query`
     through the CLI's entry point, in the session's Spark (the command takes the active session)."""
-    for key in [k for k in os.environ if k.startswith("APPAREL_")]:
-        monkeypatch.delenv(key)
-    for key, value in env.items():
-        if key.startswith("APPAREL_"):
-            monkeypatch.setenv(key, value)
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = cli.main(["query", "SELECT * FROM nowhere.nothing"])
-    assert rc == 1 and out.getvalue() == ""
-    assert "Traceback" not in err.getvalue()
-    line = err.getvalue().strip().splitlines()[-1]
-    assert line.startswith("error: ") and "TABLE_OR_VIEW_NOT_FOUND" in line, err.getvalue()
+    rc, out, err = in_session(env, monkeypatch, "query", "SELECT * FROM nowhere.nothing")
+    assert rc == 1 and out == ""
+    assert "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("error: ") and "TABLE_OR_VIEW_NOT_FOUND" in line, err
