@@ -6,6 +6,7 @@ run in: the fast ones first (see pytest_collection_modifyitems)."""
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
 import shutil
@@ -21,8 +22,11 @@ import pytest
 
 from apparel.config import PROJECT_ROOT, Settings, load_settings
 
-# Airflow reads AIRFLOW_HOME when it is first imported: give the test run its own, never ~/airflow
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="apparel-airflow-tests-"))
+# Airflow reads AIRFLOW_HOME when it is first imported: give the test run its own, never ~/airflow, and remove it
+# when the run ends (xdist's workers inherit the controller's, which removes it)
+if "AIRFLOW_HOME" not in os.environ:
+    os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="apparel-airflow-tests-")
+    atexit.register(shutil.rmtree, os.environ["AIRFLOW_HOME"], ignore_errors=True)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 # the services stack with Superset, and gold in Trino: tests/stack_fixtures.py; each test's CPU seconds:
