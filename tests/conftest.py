@@ -7,7 +7,9 @@ run in: the fast ones first (see pytest_collection_modifyitems)."""
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib.util
+import io
 import os
 import shutil
 import subprocess
@@ -335,6 +337,23 @@ def project_env(folder: Path, store_db: str | None = None) -> dict[str, str]:
     if store_db and store_db.startswith("postgresql://"):  # the extraction reads as the read-only role
         env["APPAREL_STORE_READ_DB"] = read_url(store_db)
     return env
+
+
+def run_cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    """``apparel ARGS`` through the CLI's entry point in this process (a Spark command takes the session's Spark
+    instead of starting a JVM of its own), with only the ``APPAREL_*`` settings of ``env``; returns the exit code,
+    stdout and stderr."""
+    from apparel import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        for key in [k for k in os.environ if k.startswith("APPAREL_")]:
+            mp.delenv(key)
+        for key, value in env.items():
+            if key.startswith("APPAREL_"):
+                mp.setenv(key, value)
+        rc = cli.main(list(args))
+    return rc, out.getvalue(), err.getvalue()
 
 
 def settings_in(folder: Path, store_db: str | None = None, live_now: str | None = None, **overrides) -> Settings:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -66,8 +67,8 @@ class Sampler:
             return dict(self.seen)
 
     def _loop(self) -> None:
-        stop = threading.Event()
-        while not stop.wait(INTERVAL):
+        while True:
+            time.sleep(INTERVAL)
             self.sample()
 
 

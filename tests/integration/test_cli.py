@@ -5,8 +5,6 @@ which each command would otherwise start for it alone (about 25 CPU seconds of a
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import re
 import subprocess
@@ -16,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from apparel import cli
 from apparel.config import PROJECT_ROOT
 from apparel.generator import generate
+from conftest import run_cli
 
 APPAREL = str(Path(sys.executable).parent / "apparel")
 
@@ -39,21 +37,7 @@ def apparel(env, *args, check=True):
     return proc
 
 
-def in_session(env, monkeypatch, *args) -> tuple[int, str, str]:
-    """``apparel ARGS`` through the CLI's entry point in this process (the session's Spark), with ``env``'s
-    settings; returns the exit code, stdout and stderr."""
-    for key in [k for k in os.environ if k.startswith("APPAREL_")]:
-        monkeypatch.delenv(key)
-    for key, value in env.items():
-        if key.startswith("APPAREL_"):
-            monkeypatch.setenv(key, value)
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = cli.main(list(args))
-    return rc, out.getvalue(), err.getvalue()
-
-
-def test_seed_run_query_status(spark, env, tmp_path, monkeypatch):
+def test_seed_run_query_status(spark, env, tmp_path):
     out = apparel(env, "seed", "--scale", "0.1", "--seed", "3").stdout
     sample = tmp_path / "sample"
     generate(sample, scale=0.1, seed=3)  # the same sample, to count independently
@@ -73,12 +57,11 @@ def test_seed_run_query_status(spark, env, tmp_path, monkeypatch):
         assert caption in text
     assert "<svg" in text
 
-    rc, q, err = in_session(env, monkeypatch, "query",
-                            "SELECT count(*) AS n, sum(line_revenue) AS rev FROM silver.fct_order_lines")
+    rc, q, err = run_cli(env, "query", "SELECT count(*) AS n, sum(line_revenue) AS rev FROM silver.fct_order_lines")
     assert rc == 0, err
     assert re.search(rf"^\s*{len(lines)}\s+{revenue}\s*$", q, re.M), q
 
-    rc, status, err = in_session(env, monkeypatch, "status")
+    rc, status, err = run_cli(env, "status")
     assert rc == 0, err
     assert re.search(rf"bronze\.order_details\s+{len(lines):,}\s+\d+", status), status
     assert re.search(r"gold\.dm_sales_monthly\s+\d+", status), status
@@ -101,10 +84,10 @@ def test_errors_are_one_line(env):
     assert missing.returncode == 1 and missing.stderr.strip() == "error: dataset folder not found: /nonexistent/folder"
 
 
-def test_a_spark_error_is_one_line(spark, env, monkeypatch):
+def test_a_spark_error_is_one_line(spark, env):
     """What Spark rejects (a schema that is no layer) reaches the user as one line, no traceback: `apparel query`
     through the CLI's entry point, in the session's Spark (the command takes the active session)."""
-    rc, out, err = in_session(env, monkeypatch, "query", "SELECT * FROM nowhere.nothing")
+    rc, out, err = run_cli(env, "query", "SELECT * FROM nowhere.nothing")
     assert rc == 1 and out == ""
     assert "Traceback" not in err
     line = err.strip().splitlines()[-1]

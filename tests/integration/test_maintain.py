@@ -9,9 +9,6 @@ the job."""
 
 from __future__ import annotations
 
-import contextlib
-import io
-import os
 import re
 from datetime import datetime, timedelta
 
@@ -19,14 +16,13 @@ import pandas as pd
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
-from apparel import cli
 from apparel.catalog import TABLES, Catalog
 from apparel.errors import ConfigError
 from apparel.jobs.bronze import BronzeIngest, with_metadata
 from apparel.jobs.maintain import RETENTION_CHECK, Maintenance, stored_files
 from apparel.schemas import SOURCES
 from apparel.store import StoreDB
-from conftest import assert_same_rows, copy_lake, in_parallel, project_env
+from conftest import assert_same_rows, copy_lake, in_parallel, project_env, run_cli
 
 APPENDS = 3
 
@@ -74,17 +70,8 @@ def test_apparel_maintain_compacts_and_every_table_reads_the_same(spark, lake, s
 
     # `apparel maintain` through the CLI's entry point, in the session's Spark (the command takes the active
     # session; test_spark_submit.py runs the maintenance job in a JVM of its own)
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        for key in [k for k in os.environ if k.startswith("APPAREL_")]:
-            mp.delenv(key)
-        for key, value in project_env(folder).items():
-            if key.startswith("APPAREL_"):
-                mp.setenv(key, value)
-        mp.setenv("APPAREL_ENV", "ci")
-        rc = cli.main(["maintain"])
-    out = stdout.getvalue()
-    assert rc == 0, out + stderr.getvalue()[-3000:]
+    rc, out, err = run_cli(project_env(folder) | {"APPAREL_ENV": "ci"}, "maintain")
+    assert rc == 0, out + err[-3000:]
     assert "OPTIMIZE and VACUUM (retention 168 h)" in out, out
     for n in names:  # one progress line per table: files before -> after, on storage, seconds
         m = re.search(rf"^\s*[\d.]+s\s+{re.escape(n)}\s+files\s+(\d+) -> (\d+)\s+on storage\s+(\d+) -> (\d+)\s+"

@@ -8,9 +8,6 @@ Each case starts from a small generated dataset and breaks one file; no Spark is
 
 from __future__ import annotations
 
-import contextlib
-import io
-import os
 import shutil
 import sqlite3
 from pathlib import Path
@@ -18,9 +15,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from apparel import cli
 from apparel.generator import generate
-from conftest import project_env
+from conftest import project_env, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -66,16 +62,7 @@ CASES = {
 
 def seed(folder: Path, work: Path) -> tuple[int, str, str]:
     """`apparel seed --dataset folder` through the CLI's entry point, on a store and landing area under work."""
-    out, err = io.StringIO(), io.StringIO()
-    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        for key in [k for k in os.environ if k.startswith("APPAREL_")]:
-            mp.delenv(key)
-        for key, value in project_env(work).items():
-            if key.startswith("APPAREL_"):
-                mp.setenv(key, value)
-        mp.setenv("APPAREL_ENV", "ci")
-        rc = cli.main(["seed", "--dataset", str(folder)])
-    return rc, out.getvalue(), err.getvalue()
+    return run_cli(project_env(work) | {"APPAREL_ENV": "ci"}, "seed", "--dataset", str(folder))
 
 
 @pytest.mark.parametrize("case", list(CASES))
