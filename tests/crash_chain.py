@@ -1,6 +1,7 @@
 """The kill -9 chain of the crash tests: one lakehouse, `apparel run` started again and again, each run held at the
 next crash point (src/apparel/crashpoints.py) and killed there with SIGKILL (its whole process group: Python, the
-Spark JVM and its Python workers), then one run that is left to finish.
+Spark JVM and its Python workers), then one run that is left to finish. Once a run was killed in silver or gold,
+bronze is complete: the runs after it are `apparel run --layers silver,gold`.
 
 After each kill, on the lakehouse as the kill left it (README, *Crash safety*):
 - every table reads, at the newest version of its Delta log (read again only when its version moved since the
@@ -104,11 +105,13 @@ def versions(spark, catalog: Catalog) -> dict[str, int | None]:
     return {n: catalog.version(spark, n) for n in sorted(TABLES)}
 
 
-def _start(env: dict[str, str], run_date: str, point: str | None, marker: Path, out: Path) -> subprocess.Popen:
+def _start(env: dict[str, str], run_date: str, point: str | None, marker: Path, out: Path,
+           layers: str | None = None) -> subprocess.Popen:
     crash = {ENV_POINT: point, ENV_MARKER: str(marker)} if point else {}
     child_env = {k: v for k, v in env.items() if k not in (ENV_POINT, ENV_MARKER)} | crash
     with out.open("w") as f:
-        return subprocess.Popen([sys.executable, "-m", "apparel.cli", "run", "--run-date", run_date],
+        return subprocess.Popen([sys.executable, "-m", "apparel.cli", "run", "--run-date", run_date,
+                                 *(["--layers", layers] if layers else [])],
                                 cwd=PROJECT_ROOT, env=child_env, stdout=f, stderr=subprocess.STDOUT,
                                 start_new_session=True)
 
@@ -165,10 +168,13 @@ def kill_chain(spark, settings: Settings, env: dict[str, str], run_date: str, fo
     # the version of each table found readable and, in bronze, without a duplicate after an earlier kill: a table
     # still at that version (its log has no new entry, not even a partial one) is the same table, checked already
     checked: dict[str, int] = {}
+    # once a run was killed past bronze, bronze is complete and the store unchanged: the later runs (the last one
+    # too) take `--layers silver,gold` instead of landing nothing again (a bronze pass that finds nothing new)
+    layers = None
     for i, (case, layer, point) in enumerate(chain, 1):
         marker, out = folder / f"marker-{i}", folder / f"run-{i}.log"
         started = time.monotonic()
-        proc = _start(env, run_date, point, marker, out)
+        proc = _start(env, run_date, point, marker, out, layers)
         while not marker.exists():
             rc = proc.poll()
             assert rc is None, f"run {i} ended ({rc}) without reaching {point}:\n{_tail(out)}"
@@ -210,8 +216,10 @@ def kill_chain(spark, settings: Settings, env: dict[str, str], run_date: str, fo
         log(kill.row(store))
         kills.append(kill)
         before = kill.after  # nothing but the runs writes this lakehouse: the next run starts from what this kill left
+        if layer != "bronze":
+            layers = "silver,gold"
     out = folder / "run-final.log"
-    proc = _start(env, run_date, None, folder / "marker-final", out)
+    proc = _start(env, run_date, None, folder / "marker-final", out, layers)
     rc = proc.wait(timeout=REACH_TIMEOUT)
     assert rc == 0, f"the run after the kills failed ({rc}):\n{_tail(out)}"
     return kills, out.read_text(errors="replace")

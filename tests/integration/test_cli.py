@@ -1,7 +1,9 @@
-"""The `apparel` command as a user runs it: seed and run (summary and report) as commands of their own, then query
-and status, one-line errors (those found before Spark starts from the command line). `apparel query` and `apparel
-status` after the run, and a Spark error of `apparel query`, go through the CLI's entry point in the session's Spark,
-which each command would otherwise start for it alone (about 25 CPU seconds of a fresh JVM each, on 2 cores)."""
+"""The `apparel` command as a user runs it: `make run` (the README's first command: it seeds an empty store and runs
+every layer, with its summary and report) and `apparel seed` as commands of their own, then query and status,
+one-line errors (those found before Spark starts from the command line). `apparel query` and `apparel status` after
+the run, and the Spark-side errors, go through the CLI's entry point in the session's Spark, which each command would
+otherwise start for it alone (about 25 CPU seconds of a fresh JVM each, on 2 cores). CI runs `make run` here, not
+before the suite: this test is its check on a fresh clone."""
 
 from __future__ import annotations
 
@@ -37,14 +39,17 @@ def apparel(env, *args, check=True):
     return proc
 
 
-def test_seed_run_query_status(spark, env, tmp_path):
-    out = apparel(env, "seed", "--scale", "0.1", "--seed", "3").stdout
+def test_make_run_seeds_and_runs_then_seed_query_status(spark, env, tmp_path):
+    # the README's first command, as a fresh clone runs it (the embedded default settings, no APPAREL_ENV), on an
+    # empty store of the test's: it seeds the generated sample (scale 1, seed 7) and runs every layer
+    local = {k: v for k, v in env.items() if k != "APPAREL_ENV"}
+    run = subprocess.run(["make", "run"], env=local, capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=900)
+    assert run.returncode == 0, f"make run exited {run.returncode}:\n{run.stdout}\n{run.stderr}"
     sample = tmp_path / "sample"
-    generate(sample, scale=0.1, seed=3)  # the same sample, to count independently
+    generate(sample, scale=1.0, seed=7)  # the same sample, to count independently
     lines = pd.read_csv(sample / "order_details.csv")
-    assert re.search(rf"store_db\.order_details\s+{len(lines):,} rows", out), out
-
-    run = apparel(env, "run", "--run-date", "2026-01-01")
+    assert "[seed] the store database is empty: seeding the generated sample (scale 1)" in run.stdout, run.stdout
+    assert re.search(rf"store_db\.order_details\s+{len(lines):,} rows", run.stdout), run.stdout
     assert "[bronze]" in run.stdout and "[silver]" in run.stdout and "[gold]" in run.stdout
     assert re.search(r"quarantine 0 rows", run.stdout), run.stdout
     revenue = int((lines.qty * lines.item_price).sum())
@@ -56,6 +61,14 @@ def test_seed_run_query_status(spark, env, tmp_path):
                     "Data quality"):
         assert caption in text
     assert "<svg" in text
+
+    # `apparel seed` on a store of its own (no Spark): what it loaded, counted from the same generator's files
+    other = env | {"APPAREL_STORE_DB": f"sqlite:///{tmp_path / 'other.db'}",
+                   "APPAREL_LANDING": str(tmp_path / "other-landing")}
+    out = apparel(other, "seed", "--scale", "0.1", "--seed", "3").stdout
+    small = tmp_path / "small"
+    generate(small, scale=0.1, seed=3)
+    assert re.search(rf"store_db\.order_details\s+{len(pd.read_csv(small / 'order_details.csv')):,} rows", out), out
 
     rc, q, err = run_cli(env, "query", "SELECT count(*) AS n, sum(line_revenue) AS rev FROM silver.fct_order_lines")
     assert rc == 0, err
@@ -84,11 +97,19 @@ def test_errors_are_one_line(env):
     assert missing.returncode == 1 and missing.stderr.strip() == "error: dataset folder not found: /nonexistent/folder"
 
 
-def test_a_spark_error_is_one_line(spark, env):
-    """What Spark rejects (a schema that is no layer) reaches the user as one line, no traceback: `apparel query`
+def test_a_spark_error_is_one_line(spark, env, tmp_path):
+    """What Spark rejects (a schema that is no layer) reaches the user as one line, no traceback, and so does a
+    layer run before the layer it reads: `apparel query` and `apparel run --layers gold` on an empty lakehouse,
     through the CLI's entry point, in the session's Spark (the command takes the active session)."""
     rc, out, err = run_cli(env, "query", "SELECT * FROM nowhere.nothing")
     assert rc == 1 and out == ""
     assert "Traceback" not in err
     line = err.strip().splitlines()[-1]
     assert line.startswith("error: ") and "TABLE_OR_VIEW_NOT_FOUND" in line, err
+
+    empty = env | {"APPAREL_LAKEHOUSE": str(tmp_path / "empty-lake")}
+    rc, out, err = run_cli(empty, "run", "--layers", "gold")
+    assert rc == 1 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        "error: silver.fct_order_lines, silver.dim_product, silver.dim_customer, silver.dim_location, "
+        "silver.dim_province not built yet: run the silver layer first"), err

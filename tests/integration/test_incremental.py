@@ -120,6 +120,10 @@ def test_new_orders_late_rows_collisions_and_a_name_change(spark, story):
         .withColumn("city_id", F.col("city_id") + 1)
     append_bronze(spark, story, "orders", other)
     # a customer's new name, in the store
+    dim = ca.read(spark, "silver.dim_customer")
+    old_key = [r["customer_key"] for r in dim.where("customer_id = 3").collect()]
+    assert len(old_key) == 1
+    other_keys = {(r["customer_id"], r["customer_key"]) for r in dim.where("customer_id <> 3").collect()}
     with db.connect() as conn:
         conn.cursor().execute("UPDATE customers SET last_name = 'Renamed' WHERE customer_id = 3")
 
@@ -144,9 +148,18 @@ def test_new_orders_late_rows_collisions_and_a_name_change(spark, story):
     assert sorted(r["_reason"] for r in q.collect()) == ["key_collision", "key_collision"]
     ql = ca.read(spark, "quarantine.order_details").where(f"order_id = {victim}")
     assert {r["_reason"] for r in ql.collect()} == {"missing_order"} and ql.count() == n_lines
-    # the name change: a new current version from the run date
-    current = ca.read(spark, "silver.dim_customer").where("customer_id = 3 AND is_current").collect()
-    assert [(str(r["valid_from"]), r["last_name"]) for r in current] == [("2026-02-01", "Renamed")]
+    # the name change: the old version closed on the run date, a new current one from it, under a new surrogate
+    # key above every other; the other customers keep theirs, and the facts keep the version valid at each order
+    # (every order of customer 3 is dated before 2026-02-01)
+    dim = ca.read(spark, "silver.dim_customer")
+    versions = [(r["customer_key"], str(r["valid_from"]), str(r["valid_to"]), r["last_name"] == "Renamed",
+                 r["is_current"]) for r in dim.where("customer_id = 3").orderBy("valid_from", "customer_key").collect()]
+    assert [v[:1] + v[2:] for v in versions[:1]] == [(old_key[0], "2026-02-01", False, False)]
+    assert [v[1:] for v in versions[1:]] == [("2026-02-01", "9999-12-31", True, True)]
+    assert versions[1][0] > max(k for _, k in other_keys)
+    assert {(r["customer_id"], r["customer_key"]) for r in dim.where("customer_id <> 3").collect()} == other_keys
+    keys = fct.where("customer_id = 3").select("customer_key").distinct().collect()
+    assert [r[0] for r in keys] == old_key
 
 
 def test_an_out_of_order_backfill(spark, story):

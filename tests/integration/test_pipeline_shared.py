@@ -1,10 +1,8 @@
 """The whole pipeline on the shared dataset: facts and marts of the session's shared run (the `shared_lake`
-fixture) against an independent pandas model, then, on a copy of that lakehouse, idempotence, new orders and an
-SCD2 change, in order."""
+fixture) against an independent pandas model. What later runs do (a run with nothing new, new orders, an SCD2
+change) is test_incremental.py's story, each step compared whole with a full refresh."""
 
 from __future__ import annotations
-
-from datetime import date, datetime
 
 import pandas as pd
 import pytest
@@ -12,20 +10,12 @@ from pyspark.sql import functions as F
 
 import expected_model as em
 from apparel.catalog import TABLES, Catalog
-from apparel.pipeline import run_layers
-from apparel.schemas import SOURCES
-from apparel.store import StoreDB
-from conftest import copy_lake, in_parallel, settings_in
+from conftest import settings_in
 
-ALL = ["bronze", "silver", "gold"]
 SILVER_GOLD = [n for n in ["silver.dim_date", "silver.dim_customer", "silver.dim_product", "silver.dim_location",
                            "silver.fct_order_lines", "silver.fct_orders"]] + [
     f"gold.{m}" for m in ["dm_sales_monthly", "dm_product_monthly", "dm_product_ranking", "dm_region_monthly",
                           "dm_category_gender_monthly", "dm_customer_rfm", "dm_customer_cohorts", "dm_basket_pairs"]]
-
-
-def quiet(_msg):
-    pass
 
 
 @pytest.fixture(scope="module")
@@ -160,57 +150,3 @@ def test_tagged_commit_finds_the_commit_of_its_tag(spark, tmp_path):
     assert catalog.tagged_commit(spark, "ops.stream_batches", "tag-0", within=3) is None
     assert catalog.tagged_commit(spark, "ops.stream_batches", "tag-0", within=4)["version"] == 0
     assert catalog.tagged_commit(spark, "ops.stream_batches", "no such tag") is None
-
-
-def snapshot(spark, catalog) -> dict[str, pd.DataFrame]:
-    """Each silver and gold table's rows, sorted (read four tables at a time)."""
-    def rows(name: str) -> pd.DataFrame:
-        pdf = catalog.read(spark, name).toPandas()
-        return pdf.sort_values(list(pdf.columns)).reset_index(drop=True)
-
-    return in_parallel(SILVER_GOLD, rows)
-
-
-def test_rerun_is_idempotent_then_new_orders_then_scd2(spark, shared_lake, tmp_path):
-    settings = copy_lake(shared_lake, tmp_path / "lake")
-    catalog = Catalog(settings)
-    before = snapshot(spark, catalog)
-    run_layers(spark, settings, ALL, log=quiet, run_date=date(2026, 1, 2))
-    after = snapshot(spark, catalog)
-    for name in SILVER_GOLD:
-        pd.testing.assert_frame_equal(after[name], before[name], obj=name)
-
-    # new orders arrive: the next run includes exactly them
-    db = StoreDB(settings.store_db)
-    new_orders = [(7001, datetime(2023, 1, 1), 5, 1, 1), (7002, datetime(2023, 1, 1), 6, 2, 12)]
-    new_lines = [(30001, 7001, 1, 2, 190000, 380000), (30002, 7001, 13, 1, 250000, 250000),
-                 (30003, 7002, 40, 3, 50000, 150000)]
-    db.insert_rows(SOURCES["orders"], new_orders)
-    db.insert_rows(SOURCES["order_details"], new_lines)
-    run_layers(spark, settings, ALL, log=quiet, run_date=date(2026, 1, 3))
-    fct = catalog.read(spark, "silver.fct_order_lines")
-    assert fct.count() == 18322 + 3
-    added = fct.where("order_id > 7000").select("order_id", "order_detail_id", "qty", "line_revenue").collect()
-    assert sorted(tuple(r) for r in added) == [(7001, 30001, 2, 380000), (7001, 30002, 1, 250000),
-                                                (7002, 30003, 3, 150000)]
-    jan = catalog.read(spark, "gold.dm_sales_monthly").where("month = DATE'2023-01-01'").collect()[0]
-    assert (jan["orders"], jan["units"], jan["revenue"]) == (2, 6, 780000)
-
-    # SCD2: customer 5 changes last name on 2026-02-01
-    old = catalog.read(spark, "silver.dim_customer").where("customer_id = 5").collect()
-    assert len(old) == 1 and old[0]["is_current"]
-    old_key = old[0]["customer_key"]
-    with db.connect() as conn:
-        conn.cursor().execute("UPDATE customers SET last_name = 'Renamed' WHERE customer_id = 5")
-    run_layers(spark, settings, ALL, log=quiet, run_date=date(2026, 2, 1))
-    versions = catalog.read(spark, "silver.dim_customer").where("customer_id = 5").orderBy("valid_from").collect()
-    assert [(v["customer_key"] == old_key, v["last_name"] == "Renamed", v["is_current"], str(v["valid_to"]))
-            for v in versions] == [(True, False, False, "2026-02-01"), (False, True, True, "9999-12-31")]
-    assert str(versions[1]["valid_from"]) == "2026-02-01"
-    others = catalog.read(spark, "silver.dim_customer").where("customer_id <> 5").collect()
-    assert versions[1]["customer_key"] > max(r["customer_key"] for r in others)
-    keys = catalog.read(spark, "silver.fct_order_lines").where("customer_id = 5").select("customer_key").distinct()
-    assert [r[0] for r in keys.collect()] == [old_key]  # earlier orders keep the old version's key
-    # surrogate keys of the other customers did not move
-    others = catalog.read(spark, "silver.dim_customer").where("customer_id <> 5 AND customer_key <> -1")
-    assert others.count() == 199 and others.where("NOT is_current").count() == 0

@@ -1,15 +1,14 @@
-"""The spark_jobs/ entry points under a real spark-submit, as the README shows them, on the small generated sample:
-bronze with both source groups in one job, and a failing job's exit code and one-line reason (submitted beside the
-bronze job, on an empty lakehouse of its own). Airflow's test submits each bronze group on its own, silver_build.py,
-gold_build.py and maintain.py through the same spark-submit, so they are not submitted again here
-(test_maintain.py checks what maintenance does to every table)."""
+"""The spark_jobs/ entry points under a real spark-submit, as the README shows them (the class path from `apparel
+jars`), on the small generated sample: bronze with both source groups in one job. Airflow's test submits each bronze
+group on its own, silver_build.py, gold_build.py and maintain.py through the same spark-submit, and a failing job
+(its exit code, and its one-line reason in the task log), so they are not submitted again here (test_maintain.py
+checks what maintenance does to every table)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import expected_model as em
@@ -45,12 +44,7 @@ def test_entry_points_under_spark_submit(sample, tmp_path):
         assert proc.returncode == 0, f"{job} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
         return proc
 
-    # the failing job (checked at the end) runs meanwhile, on an empty lakehouse of its own
-    env_bad = dict(env, APPAREL_LAKEHOUSE=str(tmp_path / "empty-lake"))
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        failing = pool.submit(submit, env_bad, jars, "gold_build.py")
-        submit_ok("bronze_ingest.py")
-        bad = failing.result()
+    submit_ok("bronze_ingest.py")
 
     from apparel.spark import get_spark
 
@@ -66,8 +60,3 @@ def test_entry_points_under_spark_submit(sample, tmp_path):
 
     assert bronze_counts() == expected
 
-    # a failing job exits non-zero with a one-line reason in its log (spark-submit passes the Python driver's
-    # stderr through its stdout)
-    assert bad.returncode != 0
-    assert "error: silver.fct_order_lines, silver.dim_product, silver.dim_customer, silver.dim_location, " \
-           "silver.dim_province not built yet: run the silver layer first" in (bad.stdout + bad.stderr).splitlines()
