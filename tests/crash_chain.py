@@ -105,6 +105,17 @@ def versions(spark, catalog: Catalog) -> dict[str, int | None]:
     return {n: catalog.version(spark, n) for n in sorted(TABLES)}
 
 
+def chain_layers(chain) -> list[str | None]:
+    """The ``--layers`` of each run of ``chain`` and of the last one (None: all layers). Once a run was killed past
+    bronze, bronze is complete and the store unchanged: the later runs take `silver,gold` instead of landing nothing
+    again (a bronze pass that finds nothing new)."""
+    layers, past_bronze = [], False
+    for _, layer, _ in chain:
+        layers.append("silver,gold" if past_bronze else None)
+        past_bronze = past_bronze or layer != "bronze"
+    return layers + ["silver,gold" if past_bronze else None]
+
+
 def _start(env: dict[str, str], run_date: str, point: str | None, marker: Path, out: Path,
            layers: str | None = None) -> subprocess.Popen:
     crash = {ENV_POINT: point, ENV_MARKER: str(marker)} if point else {}
@@ -168,13 +179,11 @@ def kill_chain(spark, settings: Settings, env: dict[str, str], run_date: str, fo
     # the version of each table found readable and, in bronze, without a duplicate after an earlier kill: a table
     # still at that version (its log has no new entry, not even a partial one) is the same table, checked already
     checked: dict[str, int] = {}
-    # once a run was killed past bronze, bronze is complete and the store unchanged: the later runs (the last one
-    # too) take `--layers silver,gold` instead of landing nothing again (a bronze pass that finds nothing new)
-    layers = None
+    layers = chain_layers(chain)
     for i, (case, layer, point) in enumerate(chain, 1):
         marker, out = folder / f"marker-{i}", folder / f"run-{i}.log"
         started = time.monotonic()
-        proc = _start(env, run_date, point, marker, out, layers)
+        proc = _start(env, run_date, point, marker, out, layers[i - 1])
         while not marker.exists():
             rc = proc.poll()
             assert rc is None, f"run {i} ended ({rc}) without reaching {point}:\n{_tail(out)}"
@@ -216,10 +225,8 @@ def kill_chain(spark, settings: Settings, env: dict[str, str], run_date: str, fo
         log(kill.row(store))
         kills.append(kill)
         before = kill.after  # nothing but the runs writes this lakehouse: the next run starts from what this kill left
-        if layer != "bronze":
-            layers = "silver,gold"
     out = folder / "run-final.log"
-    proc = _start(env, run_date, None, folder / "marker-final", out, layers)
+    proc = _start(env, run_date, None, folder / "marker-final", out, layers[-1])
     rc = proc.wait(timeout=REACH_TIMEOUT)
     assert rc == 0, f"the run after the kills failed ({rc}):\n{_tail(out)}"
     return kills, out.read_text(errors="replace")

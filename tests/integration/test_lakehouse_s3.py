@@ -32,7 +32,7 @@ from apparel.seed import seed_dataset
 from apparel.spark import apply_s3a
 from apparel.trino_catalog import execute, register_tables, unregister_under
 from conftest import SHARED_RUN_DATE, in_parallel, last_order_time, project_env
-from crash_chain import S3_CHAIN, assert_every_kill_survived, assert_same_lakehouse, kill_chain
+from crash_chain import S3_CHAIN, assert_every_kill_survived, assert_same_lakehouse, chain_layers, kill_chain
 from run_lock_helpers import start_holder
 from test_pipeline_shared import SILVER_GOLD
 
@@ -293,10 +293,8 @@ def test_one_run_at_a_time_on_the_object_store(spark, s3_lake):
     runs = last_runs(spark, settings)
     assert {(r["command"], r["trigger"]) for r in runs} == {("run", "cli")}
     assert [r["status"] for r in runs] == ["succeeded"] + ["abandoned"] * len(S3_CHAIN)
-    # newest first: the runs after the first one killed past bronze leave bronze out (tests/crash_chain.py)
-    past_bronze = [layer for _, layer, _ in S3_CHAIN].index("silver") + 1
-    full = ["bronze,silver,gold"] * past_bronze
-    assert [r["layers"] for r in runs] == ["silver,gold"] * (len(S3_CHAIN) + 1 - past_bronze) + full
+    # newest first: the runs after the first one killed past bronze leave bronze out (crash_chain.chain_layers)
+    assert [r["layers"] for r in runs] == [layers or "bronze,silver,gold" for layers in chain_layers(S3_CHAIN)][::-1]
     lake = S3Location.parse(settings.lakehouse)
     key = f"{lake.key}/{LOCK_PATH}"
     assert key not in {o.object_name for o in client(settings).list_objects(lake.bucket, prefix=lake.key + "/_apparel/",

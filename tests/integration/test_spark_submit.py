@@ -39,12 +39,8 @@ def test_entry_points_under_spark_submit(sample, tmp_path):
     jars = ":".join(subprocess.run([str(BIN / "apparel"), "jars"], env=env, capture_output=True, text=True,
                                    check=True).stdout.split())
 
-    def submit_ok(job):
-        proc = submit(env, jars, job)
-        assert proc.returncode == 0, f"{job} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
-        return proc
-
-    submit_ok("bronze_ingest.py")
+    proc = submit(env, jars, "bronze_ingest.py")
+    assert proc.returncode == 0, f"bronze_ingest.py failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
 
     from apparel.spark import get_spark
 
