@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import importlib.util
 import io
 import os
@@ -217,16 +218,25 @@ def sample(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def sample_lake(spark, sample, tmp_path_factory) -> Lake:
-    """``sample`` seeded and run through bronze, silver and gold once for the whole session, in-process as
+    """``sample`` seeded and run through bronze, silver and gold once for the whole test run, in-process as
     `apparel run` runs them (run date SAMPLE_RUN_DATE). Read-only like ``shared_lake``: test_airflow.py compares
     the tables its DAGs build with it, test_maintain.py works on a copy (``copy_lake``)."""
     from apparel.pipeline import run_layers
     from apparel.seed import seed_dataset
 
-    folder = tmp_path_factory.mktemp("sample_lake")
+    # built once for the whole run: the first pytest-xdist worker to need it builds it in the run's common temporary
+    # folder while any other waits, then reads it (the sample is the same on every worker: a fixed seed)
+    root = tmp_path_factory.getbasetemp()
+    root = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+    folder = root / "sample_lake"
     settings = settings_in(folder)
-    seed_dataset(settings, sample, log=quiet)
-    run_layers(spark, settings, ["bronze", "silver", "gold"], log=quiet, run_date=SAMPLE_RUN_DATE)
+    with open(root / "sample_lake.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "sample_lake.built").exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a worker that failed building it left
+            seed_dataset(settings, sample, log=quiet)
+            run_layers(spark, settings, ["bronze", "silver", "gold"], log=quiet, run_date=SAMPLE_RUN_DATE)
+            (root / "sample_lake.built").touch()
     with _read_only(folder, "sample lakehouse"):
         yield Lake(folder, settings)
 
@@ -307,9 +317,9 @@ def read_url(store_db: str) -> str:
 @pytest.fixture(scope="session")
 def services():
     """The native object store and Trino, started with the README's command (`make services-up`, which runs
-    scripts/services.sh); stopped at the end (`make services-down`) if this fixture started them. Scaled out
-    like the `stack` fixture's (stack_fixtures.SCALED_OUT)."""
-    from stack_fixtures import SCALED_OUT
+    scripts/services.sh); stopped (`make services-down`) if this fixture started them, once no later test uses
+    them. Scaled out like the `stack` fixture's (stack_fixtures.SCALED_OUT)."""
+    from stack_fixtures import SCALED_OUT, SERVICES_TEARDOWN
 
     def make(target: str) -> subprocess.CompletedProcess:
         return subprocess.run(["make", "-s", target], cwd=PROJECT_ROOT, capture_output=True, text=True,
@@ -319,9 +329,10 @@ def services():
     proc = make("services-up")
     if proc.returncode != 0:
         raise RuntimeError(f"make services-up failed:\n{proc.stdout}{proc.stderr}")
+    # stopped after the last test that uses the services (tests/stack_fixtures.py), or at the session's end
+    stop = SERVICES_TEARDOWN.add(lambda: was_up or make("services-down"))
     yield
-    if not was_up:
-        make("services-down")
+    stop()
 
 
 SERVICE_VARS = ("APPAREL_S3_", "APPAREL_TRINO_")

@@ -21,6 +21,57 @@ SCRIPTS = PROJECT_ROOT / "scripts"
 SCALED_OUT = {"APPAREL_TRINO_WORKERS": "1", "APPAREL_S3_VOLUME_SERVERS": "2"}
 
 
+# The session fixtures of the object store, Trino and Superset, and of what lives in them. Their servers stop as
+# soon as the last test that uses one of them has run, not when the worker's session ends: on CI that worker goes
+# on with other modules for up to half an hour, with Trino, the object store and Superset idle beside them (Trino
+# alone costs a few percent of a core doing nothing).
+SERVICE_FIXTURES = {"services", "stack", "gold_in_bucket", "gold_in_trino"}
+
+
+class EarlyTeardown:
+    """The teardowns of SERVICE_FIXTURES, run once each, latest first: by the fixture after its ``yield`` (at the
+    session's end), or all at once after the last test that uses a service fixture (``pytest_runtest_teardown``
+    below), whichever comes first."""
+
+    def __init__(self) -> None:
+        self._pending: list = []
+
+    def add(self, teardown):
+        """``teardown`` registered; returns a function that runs it unless it ran already."""
+        done = []
+
+        def once():
+            if not done:
+                done.append(True)
+                teardown()
+
+        self._pending.append(once)
+        return once
+
+    def run(self) -> None:
+        while self._pending:
+            self._pending.pop()()
+
+
+SERVICES_TEARDOWN = EarlyTeardown()
+
+
+def _last_service_test(session) -> str | None:
+    """The node id of the last test of the run that uses a service fixture (in the order the tests run in)."""
+    if not hasattr(session, "_apparel_last_service_test"):
+        users = [i.nodeid for i in session.items if SERVICE_FIXTURES & set(getattr(i, "fixturenames", ()))]
+        session._apparel_last_service_test = users[-1] if users else None
+    return session._apparel_last_service_test
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    result = yield
+    if nextitem is not None and item.nodeid == _last_service_test(item.session):
+        SERVICES_TEARDOWN.run()
+    return result
+
+
 def _script(name: str, *args: str, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(SCRIPTS / name), *args], capture_output=True, text=True, env=env)
 
@@ -49,13 +100,18 @@ def stack():
         proc = _script("superset.sh", "import", env=env)
         assert proc.returncode == 0, proc.stderr
     settings = load_settings(environ={k: v for k, v in env.items() if k != "APPAREL_ENV"} | {"APPAREL_ENV": "ci"})
+
+    def stop():
+        if not superset_was_up:
+            _script("superset.sh", "stop", env=env)
+        if not others_were_up:
+            _script("services.sh", "down", env=env)
+
+    stop = SERVICES_TEARDOWN.add(stop)
     yield {"env": env, "settings": settings, "url": str(settings.superset["url"]).rstrip("/"),
            "admin": (env.get("SUPERSET_ADMIN_USER") or "admin", env["SUPERSET_ADMIN_PASSWORD"]),
            "viewer": ("viewer", env["SUPERSET_VIEWER_PASSWORD"])}
-    if not superset_was_up:
-        _script("superset.sh", "stop", env=env)
-    if not others_were_up:
-        _script("services.sh", "down", env=env)
+    stop()
 
 
 def _upload_tree(mc, folder: Path, bucket: str, prefix: str) -> int:
@@ -96,7 +152,12 @@ def gold_in_bucket(stack, shared_lake):
     gold = sorted(n for n in TABLES if n.startswith("gold."))
     changed = register_tables(on_s3, log=lambda m: None)
     assert sorted(changed) == gold
+
+    def drop():
+        unregister_under(on_s3, f"s3a://{bucket}/")
+        remove_prefix(on_s3, f"s3a://{bucket}/")
+        client(on_s3).remove_bucket(bucket)
+
+    drop = SERVICES_TEARDOWN.add(drop)
     yield {"local": local, "catalog": Catalog(local), "s3": on_s3, "tables": gold, "env": env}
-    unregister_under(on_s3, f"s3a://{bucket}/")
-    remove_prefix(on_s3, f"s3a://{bucket}/")
-    client(on_s3).remove_bucket(bucket)
+    drop()

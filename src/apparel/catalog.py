@@ -25,7 +25,7 @@ from apparel import crashpoints
 from apparel.config import Settings
 from apparel.errors import DeclarationError
 from apparel.schemas import SOURCES, STORE_TABLES
-from apparel.spark import pin
+from apparel.spark import jvm_class, pin
 
 T = TypeVar("T")
 LAYERS = ("bronze", "silver", "gold", "quarantine", "ops")
@@ -386,8 +386,9 @@ class Catalog:
         return version if version >= 0 else None
 
     def _log_version(self, spark, name: str) -> int:
-        log = spark._jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, self.path(name))
-        return int(log.update(False, spark._jvm.scala.Option.empty(), spark._jvm.scala.Option.empty()).version())
+        log = jvm_class(spark, "org.apache.spark.sql.delta.DeltaLog").forTable(spark._jsparkSession, self.path(name))
+        none = jvm_class(spark, "scala.Option").empty()
+        return int(log.update(False, none, none).version())
 
     def count(self, spark, name: str) -> int:
         """Rows of the table (Delta answers an unfiltered count from its file statistics)."""
@@ -509,11 +510,10 @@ class Catalog:
 def _commit_info(spark, commit_file: str) -> dict | None:
     """The ``commitInfo`` action of one Delta commit file (JSON lines), read through Hadoop's file system (local
     disk and s3a alike); None when the commit has none."""
-    jvm = spark._jvm
-    path = jvm.org.apache.hadoop.fs.Path(commit_file)
+    path = jvm_class(spark, "org.apache.hadoop.fs.Path")(commit_file)
     stream = path.getFileSystem(spark._jsc.hadoopConfiguration()).open(path)
     try:
-        text = jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+        text = jvm_class(spark, "org.apache.commons.io.IOUtils").toString(stream, "UTF-8")
     finally:
         stream.close()
     for line in text.splitlines():

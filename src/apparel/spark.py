@@ -28,6 +28,21 @@ def is_local(master: str) -> bool:
     return master.strip().startswith("local")
 
 
+def jvm_class(spark, name: str):
+    """The JVM class ``name`` (its full name) for calls through Py4J, looked up once per driver JVM.
+
+    ``spark._jvm.org.apache.hadoop.fs.Path`` asks the JVM for ``org``, then ``org.apache``, and so on, and each
+    name that is not a class is searched for in every jar of the class path (hundreds) before Py4J calls it a
+    package: a pipeline run spent about a second of the driver's time on those searches (``Catalog.version`` alone
+    looked up ``DeltaLog`` and ``scala.Option`` about a hundred times). The full name is found in one lookup, and the
+    class is kept on the session's Py4J view of the JVM (a new JVM has a new view)."""
+    jvm = spark.sparkContext._jvm
+    found = jvm.__dict__.setdefault("_apparel_classes", {})  # __dict__: an unknown attribute would ask the JVM
+    if name not in found:
+        found[name] = getattr(jvm, name)
+    return found[name]
+
+
 def pin(df):
     """``df``'s rows computed once and kept for the rest of the job (a source read once, then counted and written
     as the same rows), for ``df.transform(pin)``. In local mode a ``localCheckpoint``: its blocks live in the one
@@ -58,7 +73,7 @@ def _reliable_checkpoints(spark, settings: Settings) -> None:
 
 def _drop_checkpoints(spark) -> None:
     try:
-        path = spark._jvm.org.apache.hadoop.fs.Path(spark.sparkContext.getCheckpointDir())
+        path = jvm_class(spark, "org.apache.hadoop.fs.Path")(spark.sparkContext.getCheckpointDir())
         path.getFileSystem(spark._jsc.hadoopConfiguration()).delete(path, True)
     except Exception:  # noqa: BLE001 - at exit, with the JVM gone already, there is nothing left to delete with
         pass

@@ -32,6 +32,7 @@ from apparel.config import Settings
 from apparel.errors import ConfigError, MaintenanceError
 from apparel.locks import lakehouse_lock
 from apparel.runtime import hours, one_line_error, run_job
+from apparel.spark import jvm_class
 
 DELTA_MIN_RETENTION_HOURS = 168
 RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
@@ -86,8 +87,7 @@ def session_conf(spark, values: dict[str, str]) -> Iterator[None]:
 
 def stored_files(spark, path: str) -> int:
     """Data files under a table's folder on storage (local or s3a://), the Delta log excluded."""
-    jvm = spark.sparkContext._jvm
-    root = jvm.org.apache.hadoop.fs.Path(path)
+    root = jvm_class(spark, "org.apache.hadoop.fs.Path")(path)
     fs = root.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
     if not fs.exists(root):
         return 0
