@@ -86,7 +86,8 @@ def session_conf(spark, values: dict[str, str]) -> Iterator[None]:
 
 
 def stored_files(spark, path: str) -> int:
-    """Data files under a table's folder on storage (local or s3a://), the Delta log excluded."""
+    """Data files under a table's folder on storage (local or s3a://), the Delta log excluded: Parquet files and
+    deletion vectors (``deletion_vector_*.bin``), what VACUUM deletes."""
     root = jvm_class(spark, "org.apache.hadoop.fs.Path")(path)
     fs = root.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
     if not fs.exists(root):
@@ -94,7 +95,9 @@ def stored_files(spark, path: str) -> int:
     files, n = fs.listFiles(root, True), 0
     while files.hasNext():
         name = files.next().getPath().toString()
-        if "/_delta_log/" not in name and name.endswith(".parquet"):
+        base = name.rsplit("/", 1)[-1]
+        if "/_delta_log/" not in name and (base.endswith(".parquet")
+                                           or base.startswith("deletion_vector_") and base.endswith(".bin")):
             n += 1
     return n
 
@@ -123,12 +126,18 @@ class Maintenance:
         if before > 1:
             table.optimize().executeCompaction()
         after = self._files(name)
-        stored_before = stored_files(self.spark, path)
-        table.vacuum(float(self.retention_hours))
-        res = MaintainResult(name, before, after, stored_before, stored_files(self.spark, path),
-                             round(time.monotonic() - started, 2))
+        stored_before = stored_after = stored_files(self.spark, path)
+        # VACUUM deletes stored files that the versions within the retention do not need. Every file of the current
+        # version is on storage (else the table would not read), so when storage holds no more data files than
+        # that version has, they are the same files and VACUUM has nothing to delete: a table written once, or
+        # only appended to, is left alone (VACUUM lists the folder and joins it with the Delta log in Spark jobs).
+        if stored_before > after:
+            table.vacuum(float(self.retention_hours))
+            stored_after = stored_files(self.spark, path)
+        res = MaintainResult(name, before, after, stored_before, stored_after, round(time.monotonic() - started, 2))
         self.log(f"  {name:<36} files {res.files_before:>4} -> {res.files_after:<4} on storage "
-                 f"{res.stored_before:>5} -> {res.stored_after:<5} ({res.seconds:.1f}s)")
+                 f"{res.stored_before:>5} -> {res.stored_after:<5} ({res.seconds:.1f}s)"
+                 + ("" if stored_before > after else "  nothing to vacuum"))
         return res
 
     def run(self, tables: list[str] | None = None) -> list[MaintainResult]:
