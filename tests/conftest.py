@@ -75,7 +75,7 @@ SERVICE_MODULES = {"test_lakehouse_s3.py", "test_notebooks.py", "test_superset.p
 # The modules that read the session's run of the shared dataset (the `shared_lake` fixture, a whole pipeline run):
 # one worker runs them, so that the run is built once. tests/contract/ and the SERVICE_MODULES (their gold in
 # Trino is shared_lake's, their s3a:// run is compared with it) join them.
-SHARED_LAKE_MODULES = {"test_pipeline_shared.py", "test_crash.py"}
+SHARED_LAKE_MODULES = {"test_pipeline_shared.py", "test_crash.py", "test_duckdb_reference.py"}
 # Likewise the modules that start and stop the Kafka broker and Kafka Connect (scripts/kafka.sh, connect.sh).
 CDC_MODULES = {"test_kafka.py", "test_stream.py"}
 

@@ -1,9 +1,9 @@
 """The pipeline's gold marts equal the DuckDB reference's (bench/duckdb_reference.py), mart by mart.
 
 The reference is a second implementation of docs/data_contract.md and docs/data_model.md in SQL (DuckDB,
-delta-rs) that shares no code with the pipeline. On a small generated dataset (scale 0.2: 1,400 orders,
-3,626 lines) the pipeline seeds and runs bronze, silver and gold in the session-wide Spark; the reference
-reads the same files. Each mart is compared whole and type-aware: the reference's pandas rows become a
+delta-rs) that shares no code with the pipeline. The pipeline's side is the session's run of the store's real
+dataset (`shared_lake`: 7,000 orders, 18,322 lines, 200 customers, every month of a year); the reference reads
+the same files, for the same run date. Each mart is compared whole and type-aware: the reference's pandas rows become a
 Spark DataFrame with the gold table's schema (an integer where a double belongs, or the reverse, fails),
 then ``assertDataFrameEqual`` (any row order, doubles to its default tolerance)."""
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -21,19 +20,13 @@ from pyspark.testing import assertDataFrameEqual, assertSchemaEqual
 
 from apparel.catalog import Catalog
 from apparel.config import PROJECT_ROOT
-from apparel.generator import generate
-from apparel.pipeline import run_layers
-from apparel.seed import seed_dataset
-from conftest import settings_in
+from conftest import SHARED_RUN_DATE
 
 pytest.importorskip("duckdb")
 pytest.importorskip("deltalake")
 
 MARTS = ["dm_sales_monthly", "dm_product_monthly", "dm_product_ranking", "dm_region_monthly",
          "dm_category_gender_monthly", "dm_customer_rfm", "dm_customer_cohorts", "dm_basket_pairs"]
-
-def quiet(_msg):
-    pass
 
 
 def load_reference():
@@ -65,15 +58,11 @@ def to_spark(spark, pdf: pd.DataFrame, schema: T.StructType):
 
 
 @pytest.fixture(scope="module")
-def both(spark, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("scale02_src")
-    generate(folder, scale=0.2, seed=7)
-    settings = settings_in(tmp_path_factory.mktemp("scale02_lake"))
-    seed_dataset(settings, folder, log=quiet)
-    run_layers(spark, settings, ["bronze", "silver", "gold"], log=quiet, run_date=date(2026, 1, 1))
-    out = tmp_path_factory.mktemp("scale02_duckdb")
-    reference = load_reference().build(folder, out, run_date=date(2026, 1, 1))
-    return {"catalog": Catalog(settings), "reference": reference, "out": out}
+def both(shared_lake, shared_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("shared_duckdb")
+    reference = load_reference().build(shared_dataset, out, run_date=SHARED_RUN_DATE)
+    return {"catalog": Catalog(shared_lake.settings), "reference": reference, "out": out,
+            "lines": len(pd.read_csv(shared_dataset / "order_details.csv"))}
 
 
 @pytest.mark.parametrize("mart", MARTS)
@@ -90,4 +79,6 @@ def test_reference_writes_delta_with_the_pipelines_schemas(spark, both):
         layer, table = name.split(".")
         written = spark.read.format("delta").load(str(both["out"] / layer / table))
         assertSchemaEqual(written.schema, both["catalog"].read(spark, name).schema)
-    assert both["reference"].rows["silver.fct_order_lines"] == 3626
+    # the dataset's lines are all valid and unique: both keep every one of them (counted with pandas)
+    assert both["reference"].rows["silver.fct_order_lines"] == both["lines"] == \
+        both["catalog"].read(spark, "silver.fct_order_lines").count()
