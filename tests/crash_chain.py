@@ -37,8 +37,8 @@ from conftest import in_parallel
 # (case, layer, crash point), in the order one lakehouse passes them: a point is reached again after a kill, since
 # the killed run recorded nothing (bronze finds orders not landed, silver and gold find no finished run of theirs).
 # In silver, the first table it writes (dim_location, right after the contract): a run held there has done the
-# least before it dies (the fact tables come last, about 25 s later on CI), and the run after it redoes silver whole
-# either way
+# least before it dies (the fact tables come after the dimensions: a few seconds later, alone), and the run after it
+# redoes silver whole either way
 CHAIN = [
     ("during extraction", "bronze", "extracted:bronze.orders"),
     ("during a commit", "bronze", "writing:bronze.orders"),
