@@ -3,8 +3,8 @@
 The reference is a second implementation of docs/data_contract.md and docs/data_model.md in SQL (DuckDB,
 delta-rs) that shares no code with the pipeline. The pipeline's side is the session's run of the store's real
 dataset (`shared_lake`: 7,000 orders, 18,322 lines, 200 customers, every month of a year); the reference reads
-the same files, for the same run date. Each mart is compared whole and type-aware: the reference's pandas rows become a
-Spark DataFrame with the gold table's schema (an integer where a double belongs, or the reverse, fails),
+the same files, for the same run date. Each mart is compared whole and type-aware: the reference's pandas rows
+become a Spark DataFrame with the gold table's schema (an integer where a double belongs, or the reverse, fails),
 then ``assertDataFrameEqual`` (any row order, doubles to its default tolerance)."""
 
 from __future__ import annotations

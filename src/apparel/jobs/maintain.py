@@ -131,13 +131,14 @@ class Maintenance:
         # version is on storage (else the table would not read), so when storage holds no more data files than
         # that version has, they are the same files and VACUUM has nothing to delete: a table written once, or
         # only appended to, is left alone (VACUUM lists the folder and joins it with the Delta log in Spark jobs).
-        if stored_before > after:
+        vacuum = stored_before > after
+        if vacuum:
             table.vacuum(float(self.retention_hours))
             stored_after = stored_files(self.spark, path)
         res = MaintainResult(name, before, after, stored_before, stored_after, round(time.monotonic() - started, 2))
         self.log(f"  {name:<36} files {res.files_before:>4} -> {res.files_after:<4} on storage "
                  f"{res.stored_before:>5} -> {res.stored_after:<5} ({res.seconds:.1f}s)"
-                 + ("" if stored_before > after else "  nothing to vacuum"))
+                 + ("" if vacuum else "  nothing to vacuum"))
         return res
 
     def run(self, tables: list[str] | None = None) -> list[MaintainResult]:
