@@ -9,9 +9,14 @@ STAMP := $(VENV)/.installed
 AIRFLOW_STAMP := $(VENV)/.airflow-installed
 LINT_STAMP := $(VENV)/.lint-installed
 # uv installs the pinned requirements into the venv: the same packages as pip resolves (same pins and
-# constraints), in a third of the time (no bytecode compiled ahead, wheels linked from its cache)
+# constraints), in a third of the time (wheels linked from its cache)
 UV_VERSION := 0.13.9
 UV := $(BIN)/uv pip install --quiet --python $(BIN)/python
+# uv writes no bytecode: it leaves that to the first import, and where PYTHONDONTWRITEBYTECODE is set (our CI
+# machines set it) no import writes it either, so every process compiled each module it imported from source
+# (`import airflow.sdk, pyspark.sql, pandas`: 6.0 CPU seconds, 2.2 from bytecode). Compiled after each install
+# (compileall skips what is current; the whole venv takes about 25 CPU seconds once)
+BYTECODE := $(BIN)/python -m compileall -q -j 0 $(VENV)/lib
 DATASET ?=
 PYTEST_ARGS ?=
 
@@ -37,6 +42,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(UV) -r requirements.txt
 	$(UV) --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name apparel --display-name "Python (apparel)" > /dev/null
+	@$(BYTECODE) > /dev/null
 	@touch $(STAMP)
 
 setup: $(STAMP)
@@ -45,6 +51,7 @@ setup: $(STAMP)
 # Airflow shares the project's venv; constraints-airflow.txt pins every package it brings
 $(AIRFLOW_STAMP): $(STAMP) requirements-airflow.txt constraints-airflow.txt
 	$(UV) -r requirements.txt -r requirements-airflow.txt -c constraints-airflow.txt
+	@$(BYTECODE) > /dev/null
 	@touch $(AIRFLOW_STAMP)
 
 airflow-setup: setup $(AIRFLOW_STAMP)
@@ -65,6 +72,7 @@ test: airflow-setup $(LINT_STAMP)
 # requirements-lint.txt
 $(LINT_STAMP): $(STAMP) requirements-lint.txt
 	$(UV) -r requirements-lint.txt
+	@$(BYTECODE) > /dev/null
 	@touch $(LINT_STAMP)
 
 lint: $(LINT_STAMP)

@@ -34,6 +34,9 @@ if [ -n "$chromium_install" ] && ! wait "$chromium_install"; then
   exit 1
 fi
 trap - EXIT
+# the project's own modules as bytecode, as `make` leaves the venv's (Makefile, BYTECODE): with
+# PYTHONDONTWRITEBYTECODE set, each of the suite's few hundred Python processes would compile them again
+.venv/bin/python -m compileall -q src dags spark_jobs bench > /dev/null
 services_were_up=0
 bash scripts/services.sh status >/dev/null 2>&1 && services_were_up=1
 status=0
