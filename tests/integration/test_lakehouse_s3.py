@@ -212,6 +212,9 @@ def test_trino_readers_never_see_a_partial_gold_rewrite(spark, s3_lake):
                 answers.append((time.monotonic(), trino_one(settings, sql)))
             except Exception as exc:  # noqa: BLE001 - collected, the test fails on any
                 errors.append(repr(exc))
+            # a query every half second (the rewrite takes tens of seconds): back to back, the queries kept
+            # Trino's two JVMs busy on the cores the rewrite they watch and the other pytest worker need
+            stop.wait(0.5)
 
     thread = threading.Thread(target=reader, daemon=True)
     thread.start()
