@@ -31,6 +31,9 @@ if "AIRFLOW_HOME" not in os.environ:
     os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="apparel-airflow-tests-")
     atexit.register(shutil.rmtree, os.environ["AIRFLOW_HOME"], ignore_errors=True)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+# Trino's nodes, wherever a test starts them (scripts/trino.sh): the quick JIT only and the serial collector, as the
+# tests' Spark has (conf/ci.yaml); the queries are small, and on 2 cores the CPU goes to the other worker
+os.environ.setdefault("APPAREL_TRINO_JAVA_OPTIONS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
 
 # the services stack with Superset, and gold in Trino: tests/stack_fixtures.py; each test's CPU seconds:
 # tests/cpu_accounting.py

@@ -31,6 +31,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "APPAREL_SPARK_MASTER": "spark.master",
     "APPAREL_SPARK_DRIVER_MEMORY": "spark.driver_memory",
     "APPAREL_SPARK_JAVA_OPTIONS": "spark.java_options",
+    "APPAREL_SPARK_EXECUTOR_JAVA_OPTIONS": "spark.executor_java_options",
     "APPAREL_SPARK_CDS": "spark.class_data_sharing",
     "APPAREL_SPARK_CDS_DIR": "spark.cds_dir",
     "APPAREL_SPARK_CHECKPOINT_DIR": "spark.checkpoint_dir",

@@ -102,6 +102,12 @@ def session_conf(settings: Settings, jars: list[str], cds: str | None = None) ->
         conf["spark.executor.cores"] = str(sp.get("executor_cores", 1))
         conf["spark.cleaner.referenceTracking.cleanCheckpoints"] = "true"  # pin()'s checkpoints, once unused
     conf.update({k: str(v) for k, v in (sp.get("conf") or {}).items()})
+    # spark.executor_java_options (APPAREL_SPARK_EXECUTOR_JAVA_OPTIONS): JVM flags added to each executor's, on a
+    # cluster (in local mode the driver's JVM runs the tasks)
+    executor_opts = str(sp.get("executor_java_options") or "").strip()
+    if executor_opts and not is_local(master):
+        conf["spark.executor.extraJavaOptions"] = \
+            f"{conf.get('spark.executor.extraJavaOptions', '')} {executor_opts}".strip()
     # spark.java_options (APPAREL_SPARK_JAVA_OPTIONS): JVM flags added to the driver's (the one JVM in local mode)
     extra_opts = str(sp.get("java_options") or "").strip()
     if cds is None and is_local(master):

@@ -75,9 +75,13 @@ def master_state(ui: int) -> dict:
 def cluster_run(cluster, sample, tmp_path_factory):
     folder = tmp_path_factory.mktemp("cluster_lake")
     # the local environment: its jars leave out the object store's (a local lakehouse), which each executor
-    # would otherwise copy (the AWS SDK bundle is 686 MB)
+    # would otherwise copy (the AWS SDK bundle is 686 MB); with the JVM flags of the tests' Spark (conf/ci.yaml)
+    # for the driver and the executors
+    ci = load_settings(env="ci").spark
     env = project_env(folder) | {"APPAREL_ENV": "local", "APPAREL_SPARK_MASTER": cluster["url"], "TZ": "UTC",
-                                 "APPAREL_SERVICES_DIR": cluster["env"]["APPAREL_SERVICES_DIR"]}
+                                 "APPAREL_SERVICES_DIR": cluster["env"]["APPAREL_SERVICES_DIR"],
+                                 "APPAREL_SPARK_JAVA_OPTIONS": ci["java_options"],
+                                 "APPAREL_SPARK_EXECUTOR_JAVA_OPTIONS": ci["executor_java_options"]}
     settings = load_settings(environ=env)
     seed_dataset(settings, sample, log=quiet)
     proc = subprocess.run([sys.executable, "-m", "apparel.cli", "run", "--run-date", SAMPLE_RUN_DATE.isoformat()],

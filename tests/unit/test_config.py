@@ -61,3 +61,17 @@ def test_live_now_is_pinned_by_its_variable_else_the_current_utc_time():
     assert abs(now - datetime.now(timezone.utc).replace(tzinfo=None)) < timedelta(seconds=60)
     with pytest.raises(ConfigError, match=r"stream.live_now \(APPAREL_LIVE_NOW\) must be an ISO timestamp"):
         load_settings(env="ci", environ={"APPAREL_LIVE_NOW": "yesterday"}).live_now
+
+
+def test_executor_jvm_flags_reach_a_clusters_executors_only():
+    from apparel.spark import session_conf
+
+    flags = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+    on_cluster = load_settings(env="local", environ={"APPAREL_SPARK_MASTER": "spark://127.0.0.1:7077",
+                                                     "APPAREL_SPARK_EXECUTOR_JAVA_OPTIONS": flags})
+    conf = session_conf(on_cluster, ["/cache/a.jar"], cds="")
+    # after base.yaml's own executor flags, and the driver keeps its own
+    assert conf["spark.executor.extraJavaOptions"] == f"-Duser.timezone=UTC {flags}"
+    assert flags not in conf["spark.driver.extraJavaOptions"]
+    local = load_settings(env="local", environ={"APPAREL_SPARK_EXECUTOR_JAVA_OPTIONS": flags})
+    assert session_conf(local, ["/cache/a.jar"], cds="")["spark.executor.extraJavaOptions"] == "-Duser.timezone=UTC"
