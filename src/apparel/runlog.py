@@ -23,6 +23,7 @@ from apparel.catalog import Catalog
 from apparel.config import Settings
 from apparel.runlock import RunLock, store
 from apparel.runtime import new_batch_id, one_line_error
+from apparel.spark import local_frame
 
 RUN_LOG = "ops.run_log"
 COLUMNS = [("run_id", "string"), ("trigger", "string"), ("command", "string"), ("layers", "string"),
@@ -73,7 +74,7 @@ class Run:
                 table.update("status = 'running'", {"status": F.lit("abandoned"), "error": F.lit(ABANDONED)})
         pending = _pending_rows(self.settings)
         rows = [*pending.values(), self._row("running")]
-        catalog.append(spark.createDataFrame(rows, ", ".join(f"{c} {t}" for c, t in COLUMNS)), RUN_LOG)
+        catalog.append(local_frame(spark, rows, ", ".join(f"{c} {t}" for c, t in COLUMNS)), RUN_LOG)
         records = store(self.settings)
         for name in pending:  # appended: the files go (a crash before this leaves them, and they come again)
             records.remove_file(name)

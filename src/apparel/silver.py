@@ -21,6 +21,8 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from apparel.spark import local_frame
+
 UNKNOWN_KEY = -1
 UNKNOWN = "Unknown"
 OPEN_FROM = date(1900, 1, 1)
@@ -35,7 +37,7 @@ def _date(value: date) -> Column:
 def _with_row(df: DataFrame, values: tuple) -> DataFrame:
     """``df`` plus one literal row (the unknown member), every column nullable."""
     schema = T.StructType([T.StructField(f.name, f.dataType, True) for f in df.schema.fields])
-    return df.unionByName(df.sparkSession.createDataFrame([values], schema))
+    return df.unionByName(local_frame(df.sparkSession, [values], schema))
 
 
 # --- attribute preparation --------------------------------------------------------------------------
@@ -132,7 +134,7 @@ def scd2_changes(current: DataFrame | None, incoming: DataFrame, natural_key: st
     out_cols = [surrogate_key, natural_key, *attrs, *SCD_COLUMNS]
     eff = _date(effective)
     if current is None:
-        current = incoming.sparkSession.createDataFrame([], _scd_schema(incoming, surrogate_key))
+        current = local_frame(incoming.sparkSession, [], _scd_schema(incoming, surrogate_key))
     current = current.where(F.col(surrogate_key) != UNKNOWN_KEY).select(*out_cols)
     open_rows = current.where(F.col("is_current"))
 

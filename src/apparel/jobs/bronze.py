@@ -49,7 +49,7 @@ from apparel.objectstore import landing_file
 from apparel.runtime import new_batch_id, run_job
 from apparel.schemas import EXCEL_TABLES, SOURCES, STORE_TABLES, SourceTable
 from apparel.sources import ReadResult, frame_rows, read_workbook
-from apparel.spark import pin
+from apparel.spark import local_frame, pin
 from apparel.store import StoreDB
 
 GROUPS = {"store": STORE_TABLES, "excel": EXCEL_TABLES}
@@ -410,7 +410,7 @@ class BronzeIngest:
         result = result or read_workbooks(self.settings, [table])[table.name]
         for w in result.warnings:
             self.log(f"  warning: {w}")
-        df = self.spark.createDataFrame(frame_rows(result.frame), table.spark_ddl())
+        df = local_frame(self.spark, frame_rows(result.frame), table.spark_ddl())
         return df, len(result.frame), f"excel:{result.origin}"
 
     # landing ------------------------------------------------------------------------------------
@@ -599,7 +599,7 @@ class BronzeIngest:
         reconciliation columns existed gains them (older rows read NULL there)."""
         names = [col.split()[0] for col in INGEST_RUNS_SCHEMA.split(", ")]
         rows = [tuple({**asdict(r), "ingested_at": self.now}[n] for n in names) for r in results]
-        (self.spark.createDataFrame(rows, INGEST_RUNS_SCHEMA).write.format("delta").mode("append")
+        (local_frame(self.spark, rows, INGEST_RUNS_SCHEMA).write.format("delta").mode("append")
          .option("mergeSchema", "true").save(self.catalog.path("ops.ingest_runs")))
 
 

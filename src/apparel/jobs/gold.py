@@ -38,7 +38,7 @@ from apparel.gold import build_marts, dm_sales_live, live_window_start
 from apparel.jobs.live import FACTS, consumed_versions, pending
 from apparel.locks import lakehouse_lock
 from apparel.runtime import new_batch_id, run_job
-from apparel.spark import pin
+from apparel.spark import local_frame, pin
 
 INPUTS = ["silver.fct_order_lines", "silver.dim_product", "silver.dim_customer", "silver.dim_location",
           "silver.dim_province"]
@@ -224,7 +224,7 @@ class GoldBuild:
     def _record(self, silver_seq: int | None, mode: str, tables: list[str]) -> None:
         now = datetime.now(timezone.utc)
         row = [(new_batch_id(now), now.replace(tzinfo=None), silver_seq, mode, tables)]
-        self.catalog.append(self.spark.createDataFrame(row, RUNS_SCHEMA), "ops.gold_runs")
+        self.catalog.append(local_frame(self.spark, row, RUNS_SCHEMA), "ops.gold_runs")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -72,7 +72,7 @@ from apparel.silver import (
     scd2_changes,
     with_unknown_member,
 )
-from apparel.spark import pin
+from apparel.spark import local_frame, pin
 
 MASTERS = ["provinces", "cities", "product_categories", "products", "customers"]
 FACTS = ["orders", "order_details"]
@@ -543,7 +543,7 @@ class SilverBuild:
             if self.src[t] != t:
                 new[t] = self._new_events(t, consumed[t].version)
             else:
-                seen = self.spark.createDataFrame([(b,) for b in consumed[t].batches] or [("",)], "_batch_id STRING")
+                seen = local_frame(self.spark, [(b,) for b in consumed[t].batches] or [("",)], "_batch_id STRING")
                 new[t] = self._bronze(t).join(F.broadcast(seen), "_batch_id", "left_anti") \
                     .select("order_id", "_batch_id").transform(pin)
             self.batches[t] = [r[0] for r in new[t].select("_batch_id").distinct().collect()]
@@ -567,7 +567,7 @@ class SilverBuild:
         for p in parts:
             scope = p if scope is None else scope.unionByName(p)
         scope = (scope.distinct() if scope is not None
-                 else self.spark.createDataFrame([], "order_id BIGINT")).transform(pin)
+                 else local_frame(self.spark, [], "order_id BIGINT")).transform(pin)
         nulls = {t: everything or (new[t] is not None and not new[t].where("order_id IS NULL").isEmpty())
                  for t in FACTS}
         n_new = {t: 0 if new[t] is None else new[t].count() for t in FACTS}
@@ -739,7 +739,7 @@ class SilverBuild:
                  r.duplicates_removed, r.quarantined, r.warnings, mode, r.rows_new, self.dup_totals.get(t))
                 for t, r in self.result.tables.items()]
         appends = {"ops.dq_results": lambda: self.catalog.append(
-            self.spark.createDataFrame(rows, DQ_SCHEMA), "ops.dq_results", merge_schema=True)}
+            local_frame(self.spark, rows, DQ_SCHEMA), "ops.dq_results", merge_schema=True)}
         batches = [(t, None, self.versions[t], self.run_id, now) for t in MASTERS]
         for t in FACTS:
             src = self.src[t]
@@ -747,7 +747,7 @@ class SilverBuild:
             if not self.batches.get(t):  # the version moved without new rows (OPTIMIZE, say): note it
                 batches.append((src, None, self.versions[t], self.run_id, now))
         appends["ops.silver_batches"] = lambda: self.catalog.append(
-            self.spark.createDataFrame(batches, BATCHES_SCHEMA), "ops.silver_batches")
+            local_frame(self.spark, batches, BATCHES_SCHEMA), "ops.silver_batches")
         if self.result.changed:
             seq = 1
             if self.catalog.exists(self.spark, "ops.silver_runs"):
@@ -756,7 +756,7 @@ class SilverBuild:
             run = [(seq, self.run_id, now, self.run_date, mode, sorted(self.result.changed),
                     self.result.touched_months)]
             appends["ops.silver_runs"] = lambda: self.catalog.append(
-                self.spark.createDataFrame(run, RUNS_SCHEMA), "ops.silver_runs")
+                local_frame(self.spark, run, RUNS_SCHEMA), "ops.silver_runs")
         run_parallel(appends, self.threads)
 
 
