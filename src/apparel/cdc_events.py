@@ -31,6 +31,7 @@ from pyspark.sql.types import (
 )
 
 from apparel.schemas import SourceTable
+from apparel.spark import local_frame
 
 _SPARK = {"bigint": LongType(), "text": StringType(), "timestamp": TimestampType()}
 # Debezium's JSON for each column type: timestamps without time zone are MicroTimestamp (microseconds since
@@ -176,7 +177,7 @@ def events_for_keys(events: DataFrame, keys, key: str, with_nulls: bool = False)
         return events.where(hit | nulls if with_nulls else hit)
     if isinstance(keys, (list, tuple)):
         schema = StructType([StructField(key, events.schema["_key_after"].dataType)])
-        keys = events.sparkSession.createDataFrame([(k,) for k in set(keys)], schema)
+        keys = local_frame(events.sparkSession, [(k,) for k in set(keys)], schema)
     k = keys.select(F.col(key).alias("_k")).distinct()
     hit = events.join(F.broadcast(k), events["_key_before"] == k["_k"], "left_semi").unionByName(
         events.join(F.broadcast(k), events["_key_after"] == k["_k"], "left_semi"))

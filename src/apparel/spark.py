@@ -50,15 +50,39 @@ def local_frame(spark, rows, schema):
     back by a Python worker per partition each time a query scans them (in a warm pipeline run, 91 of 500 tasks).
     The rows go through PySpark's own checks and conversion (``StructType.toInternal``: the same instants for naive
     timestamps), then to the JVM as Arrow, which keeps a small table in the plan
-    (``spark.sql.execution.arrow.localRelationThreshold``). A schema with a nested column takes PySpark's path."""
+    (``spark.sql.execution.arrow.localRelationThreshold``). Columns are flat values, or arrays and maps of flat
+    values (the run records' lists of tables and months, the counts by reason); a struct, or a collection of
+    collections, takes PySpark's path."""
     import pyarrow as pa
     from pyspark.sql import types as T
     from pyspark.sql.pandas.types import to_arrow_type
 
     struct = schema if isinstance(schema, T.StructType) else T._parse_datatype_string(schema)
-    atomic = (T.LongType, T.IntegerType, T.ShortType, T.ByteType, T.StringType, T.BooleanType, T.DoubleType,
-              T.FloatType, T.DecimalType, T.DateType, T.TimestampType, T.TimestampNTZType, T.BinaryType)
-    if not isinstance(struct, T.StructType) or not all(isinstance(f.dataType, atomic) for f in struct.fields):
+    flat = {T.LongType: pa.int64(), T.IntegerType: pa.int32(), T.ShortType: pa.int16(), T.ByteType: pa.int8(),
+            T.StringType: pa.string(), T.BooleanType: pa.bool_(), T.DoubleType: pa.float64(),
+            T.FloatType: pa.float32(), T.BinaryType: pa.binary()}
+    # dates and times as toInternal leaves them (days, microseconds since the epoch), then cast to their type
+    temporal = {T.DateType: (pa.int32(), pa.date32()), T.TimestampType: (pa.int64(), pa.timestamp("us", tz="UTC")),
+                T.TimestampNTZType: (pa.int64(), pa.timestamp("us"))}
+
+    def arrow(dt) -> tuple | None:
+        """(the Arrow type of toInternal's values, the column's Arrow type), or None: not taken here."""
+        if type(dt) in flat:
+            return flat[type(dt)], flat[type(dt)]
+        if isinstance(dt, T.DecimalType):
+            return (to_arrow_type(dt),) * 2
+        if type(dt) in temporal:
+            return temporal[type(dt)]
+        if isinstance(dt, T.ArrayType) and (element := arrow(dt.elementType)) and not isinstance(
+                dt.elementType, (T.ArrayType, T.MapType)):
+            return pa.list_(element[0]), pa.list_(element[1])
+        if isinstance(dt, T.MapType) and (key := arrow(dt.keyType)) and (value := arrow(dt.valueType)) and not any(
+                isinstance(t, (T.ArrayType, T.MapType)) for t in (dt.keyType, dt.valueType)):
+            return pa.map_(key[0], value[0]), pa.map_(key[1], value[1])
+        return None
+
+    types = [arrow(f.dataType) for f in struct.fields] if isinstance(struct, T.StructType) else [None]
+    if None in types:
         return spark.createDataFrame(rows, schema)
     verify = T._make_type_verifier(struct)
     internal = []
@@ -68,13 +92,11 @@ def local_frame(spark, rows, schema):
 
     def column(i: int, field) -> "pa.Array":
         values = [r[i] for r in internal]
-        if isinstance(field.dataType, T.TimestampType):  # microseconds since the epoch (toInternal's)
-            return pa.array(values, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
-        if isinstance(field.dataType, T.TimestampNTZType):
-            return pa.array(values, pa.int64()).cast(pa.timestamp("us"))
-        if isinstance(field.dataType, T.DateType):  # days since the epoch
-            return pa.array(values, pa.int32()).cast(pa.date32())
-        return pa.array(values, to_arrow_type(field.dataType))
+        if isinstance(field.dataType, T.MapType):  # a dict each (toInternal's), as Arrow's (key, value) pairs
+            values = [None if v is None else list(v.items()) for v in values]
+        built, final = types[i]
+        array = pa.array(values, built)
+        return array if built == final else array.cast(final)
 
     table = pa.Table.from_arrays([column(i, f) for i, f in enumerate(struct.fields)],
                                  names=[f.name for f in struct.fields])

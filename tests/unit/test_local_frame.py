@@ -47,10 +47,32 @@ def test_dicts_rows_and_no_rows(spark):
     assert empty.schema == spark.createDataFrame([], ddl).schema and empty.count() == 0
 
 
-def test_a_nested_schema_takes_pysparks_path(spark):
-    ddl = "k STRING, tags ARRAY<STRING>, counts MAP<STRING, BIGINT>"
-    rows = [("a", ["x", "y"], {"n": 2})]
-    assertDataFrameEqual(local_frame(spark, rows, ddl), spark.createDataFrame(rows, ddl))
+def test_arrays_and_maps_of_flat_values_stay_in_the_plan(spark):
+    ddl = ("k STRING, tags ARRAY<STRING>, counts MAP<STRING, BIGINT>, ratios MAP<STRING, DOUBLE>, "
+           "months ARRAY<DATE>, at MAP<DATE, TIMESTAMP>")
+    rows = [("a", ["x", "y"], {"n": 2, "m": None}, {"r": 0.5}, [date(2026, 3, 1), None],
+             {date(2026, 3, 1): datetime(2026, 3, 1, 12, 30, 5, 123456)}),
+            ("b", [], {}, None, [], {}),
+            ("c", None, None, {}, None, None),
+            ("d", ["z", None], {"n": -1}, {"s": -0.0}, [date(1969, 12, 31)], {date(1970, 1, 1): None})]
+    ours = local_frame(spark, rows, ddl)
+    assert "LocalRelation" in plan(ours) and "ExistingRDD" not in plan(ours)
+    reference = spark.createDataFrame(rows, ddl)
+    assert ours.schema == reference.schema
+    assertDataFrameEqual(ours, reference)
+    got = {r["k"]: (r["counts"], r["months"]) for r in ours.collect()}
+    assert got == {"a": ({"n": 2, "m": None}, [date(2026, 3, 1), None]), "b": ({}, []), "c": (None, None),
+                   "d": ({"n": -1}, [date(1969, 12, 31)])}
+    assert [r["s"] for r in ours.selectExpr("CAST(at[DATE'2026-03-01'] AS STRING) AS s").collect()] == \
+        ["2026-03-01 12:30:05.123456", None, None, None]
+
+
+def test_structs_and_collections_of_collections_take_pysparks_path(spark):
+    ddl = "k STRING, s STRUCT<a: BIGINT>, nested ARRAY<ARRAY<STRING>>"
+    rows = [("a", Row(a=1), [["x"], []])]
+    ours = local_frame(spark, rows, ddl)
+    assert "LocalRelation" not in plan(ours)
+    assertDataFrameEqual(ours, spark.createDataFrame(rows, ddl))
 
 
 def test_a_value_of_the_wrong_type_is_refused_as_pyspark_refuses_it(spark):

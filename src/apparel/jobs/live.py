@@ -29,7 +29,7 @@ from apparel.contract import judged, valid_rows
 from apparel.runtime import Steps
 from apparel.schemas import SOURCES
 from apparel.silver import line_revenue
-from apparel.spark import pin
+from apparel.spark import local_frame, pin
 
 FACTS = ("orders", "order_details")
 LIVE_COLUMNS = ["order_id", "order_date", "customer_id", "qty", "line_revenue"]
@@ -71,7 +71,7 @@ def pending(spark, catalog: Catalog, consumed: dict[str, int], versions: dict[st
     ids = [r[0] for r in scope.where("order_id IS NOT NULL").distinct().collect()]
     if not ids:
         return None
-    scope = spark.createDataFrame([(i,) for i in ids], "order_id BIGINT")
+    scope = local_frame(spark, [(i,) for i in ids], "order_id BIGINT")
 
     def rows(t: str):
         return events_for_keys(spark.read.format("delta").option("versionAsOf", versions[t])
@@ -228,7 +228,7 @@ class LiveLane:
 
         def frame(t: str):
             texts = sorted({x for k in ids for x in self.events.get(k, {}).get(t, [])})
-            return self.spark.createDataFrame([(x,) for x in texts], "j STRING").select(
+            return local_frame(self.spark, [(x,) for x in texts], "j STRING").select(
                 F.from_json("j", event_type(SOURCES[t]), JSON).alias("e")).select("e.*")
 
         judged_now = {k: v for k, v in self._per_order(judged_lines(frame("orders"), frame("order_details")))
@@ -257,8 +257,8 @@ class LiveLane:
         from apparel.jobs.gold import LIVE
 
         rows = [(m, *row) for m, row in sorted(self.mart.items())]
-        df = self.spark.createDataFrame(
-            rows, "m BIGINT, orders BIGINT, units BIGINT, revenue BIGINT, customers BIGINT").select(
+        df = local_frame(
+            self.spark, rows, "m BIGINT, orders BIGINT, units BIGINT, revenue BIGINT, customers BIGINT").select(
             F.timestamp_micros("m").alias("minute"), "orders", "units", "revenue", "customers")
         commit = self.catalog.overwrite(df, LIVE)
         if commit["rows"] != len(rows):

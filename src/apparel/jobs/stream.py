@@ -54,6 +54,7 @@ from apparel.jobs.live import LiveLane, consumed_versions, pending
 from apparel.locks import lakehouse_lock
 from apparel.runtime import Steps
 from apparel.schemas import STORE_TABLES
+from apparel.spark import local_frame
 
 FACT_TABLES = ("orders", "order_details")
 BATCHES_SCHEMA = ("batch_id BIGINT, landed_batch STRING, started_at TIMESTAMP, finished_at TIMESTAMP, "
@@ -132,7 +133,7 @@ class Stream:
             (DeltaTable.createIfNotExists(self.spark).location(self.catalog.path(f"bronze.cdc_{t.name}"))
              .addColumns(event_type(t)).property("delta.enableChangeDataFeed", "true").execute())
         (DeltaTable.createIfNotExists(self.spark).location(self.catalog.path("ops.stream_batches"))
-         .addColumns(self.spark.createDataFrame([], BATCHES_SCHEMA).schema).execute())
+         .addColumns(local_frame(self.spark, [], BATCHES_SCHEMA).schema).execute())
 
     def start(self):
         cdc, stream = self.settings.cdc, self.settings.stream
@@ -224,7 +225,7 @@ class Stream:
             steps.lap("land")
             malformed, newest = 0, None
             if events:
-                stats = self.spark.createDataFrame([], "n BIGINT, ts TIMESTAMP")
+                stats = local_frame(self.spark, [], "n BIGINT, ts TIMESTAMP")
                 for df in events.values():
                     stats = stats.unionByName(df.select(F.col("op").isNull().cast("long").alias("n"),
                                                         F.col("_commit_ts").alias("ts")))
@@ -292,7 +293,7 @@ class Stream:
         process killed meanwhile leaves it there, and the next start appends it (a no-op if it was written)."""
         try:
             self.spark.sparkContext.setLocalProperty("spark.scheduler.pool", "live")
-            self._append(self.spark.createDataFrame([tuple(row)], BATCHES_SCHEMA), "ops.stream_batches", app_id,
+            self._append(local_frame(self.spark, [tuple(row)], BATCHES_SCHEMA), "ops.stream_batches", app_id,
                          row[0], commit=False)
         except BaseException as exc:  # noqa: BLE001 - raised by the next micro-batch (_recorded)
             self.record_error = exc
