@@ -65,21 +65,21 @@ def local_frame(spark, rows, schema):
     temporal = {T.DateType: (pa.int32(), pa.date32()), T.TimestampType: (pa.int64(), pa.timestamp("us", tz="UTC")),
                 T.TimestampNTZType: (pa.int64(), pa.timestamp("us"))}
 
-    def arrow(dt) -> tuple | None:
-        """(the Arrow type of toInternal's values, the column's Arrow type), or None: not taken here."""
+    def scalar(dt) -> tuple | None:
+        """(the Arrow type of toInternal's values, the column's Arrow type), or None: not a flat value."""
         if type(dt) in flat:
             return flat[type(dt)], flat[type(dt)]
         if isinstance(dt, T.DecimalType):
             return (to_arrow_type(dt),) * 2
-        if type(dt) in temporal:
-            return temporal[type(dt)]
-        if isinstance(dt, T.ArrayType) and (element := arrow(dt.elementType)) and not isinstance(
-                dt.elementType, (T.ArrayType, T.MapType)):
+        return temporal.get(type(dt))
+
+    def arrow(dt) -> tuple | None:
+        """The same for a column: a flat value, or an array or a map of flat values."""
+        if isinstance(dt, T.ArrayType) and (element := scalar(dt.elementType)):
             return pa.list_(element[0]), pa.list_(element[1])
-        if isinstance(dt, T.MapType) and (key := arrow(dt.keyType)) and (value := arrow(dt.valueType)) and not any(
-                isinstance(t, (T.ArrayType, T.MapType)) for t in (dt.keyType, dt.valueType)):
+        if isinstance(dt, T.MapType) and (key := scalar(dt.keyType)) and (value := scalar(dt.valueType)):
             return pa.map_(key[0], value[0]), pa.map_(key[1], value[1])
-        return None
+        return scalar(dt)
 
     types = [arrow(f.dataType) for f in struct.fields] if isinstance(struct, T.StructType) else [None]
     if None in types:
